@@ -6,6 +6,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LLMCOURSE_PROGRESS", "0")
+os.environ["LLMCOURSE_OFFLINE"] = "1"  # tests never reach for a public address; they use the mirror and loopback servers
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 MIRROR = os.environ.get("LLMCOURSE_MIRROR")

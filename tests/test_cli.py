@@ -30,9 +30,11 @@ def test_data_fetch_unknown_name_is_a_clear_error():
     assert r.returncode == 2 and "No resource named 'imagenet'" in r.stderr
 
 def test_data_fetch_offline_without_mirror_is_a_clear_error(home, tmp_path):
-    # sst2's test split has no public file (GLUE withholds its labels): without a mirror the message says what to set
-    r = run("data", "fetch", "sst2", env={"LLMCOURSE_HOME": str(home), "LLMCOURSE_MIRROR": str(tmp_path/"none")})
+    # with LLMCOURSE_OFFLINE=1 and an empty mirror nothing is reachable: the message says what to set
+    r = run("data", "fetch", "sst2", env={"LLMCOURSE_HOME": str(home), "LLMCOURSE_MIRROR": str(tmp_path/"none"),
+                                          "LLMCOURSE_OFFLINE": "1"})
     assert r.returncode == 2 and "LLMCOURSE_MIRROR" in r.stderr and "sst2" in r.stderr
+    assert "skipped: LLMCOURSE_OFFLINE=1" in r.stderr
 
 def test_doctor_passes_here_and_prints_one_line_each():
     r = run("doctor")

@@ -81,12 +81,26 @@ def test_retry_after_a_cut_off_download_then_success(tmp_path, http_server):
 
 def test_offline_error_names_resource_url_and_mirror(tmp_path, home, monkeypatch, temp_resource):
     monkeypatch.setenv("LLMCOURSE_MIRROR", str(tmp_path/"empty-mirror"))
+    monkeypatch.delenv("LLMCOURSE_OFFLINE", raising=False)
     url = "http://127.0.0.1:9/nowhere/a.txt"  # the discard port: connection refused, no traffic leaves the machine
     temp_resource("offline_thing", [RemoteFile("a.txt", (url,), "0" * 64, 1)])
     with pytest.raises(ResourceUnavailable) as e:
         fetch("offline_thing", progress=False)
     msg = str(e.value)
     assert "offline_thing" in msg and url in msg and "LLMCOURSE_MIRROR" in msg and "empty-mirror" in msg
+
+def test_offline_setting_never_tries_public_addresses(tmp_path, home, monkeypatch, temp_resource, http_server):
+    hits = []
+    class Counting(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def do_GET(self): hits.append(self.path); self.send_response(404); self.end_headers()
+    url = http_server(Counting) + "/a.txt"
+    monkeypatch.setenv("LLMCOURSE_OFFLINE", "1")
+    monkeypatch.setenv("LLMCOURSE_MIRROR", str(tmp_path/"empty"))
+    temp_resource("public_only", [RemoteFile("a.txt", (url,), "0" * 64, 1)])
+    with pytest.raises(ResourceUnavailable, match="skipped: LLMCOURSE_OFFLINE=1"):
+        fetch("public_only", progress=False)
+    assert hits == []
 
 def test_mirror_url_prefix(home, monkeypatch, mirror_folder, http_server):
     monkeypatch.setenv("LLMCOURSE_MIRROR", http_server(mirror_folder))
@@ -146,6 +160,7 @@ def test_zip_member_from_a_public_archive(tmp_path, home, monkeypatch, http_serv
     (tmp_path/"site").mkdir(); (tmp_path/"site"/"SST-2.zip").write_bytes(buf.getvalue())
     url = http_server(tmp_path/"site") + "/SST-2.zip"
     monkeypatch.delenv("LLMCOURSE_MIRROR", raising=False)
+    monkeypatch.delenv("LLMCOURSE_OFFLINE", raising=False)  # the "public" host here is a loopback server
     member = b"sentence\tlabel\ngood\t1\n"
     temp_resource("zipped", [RemoteFile("dev.tsv", (url,), _sha(member), len(member), member="SST-2/dev.tsv")])
     assert (fetch("zipped", progress=False)/"dev.tsv").read_bytes() == member
