@@ -138,3 +138,10 @@ def test_sentencepiece(shakespeare, home, model_type):
     assert [sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()] == [0, 1, 2, 3]
     held_out = [l.strip() for l in shakespeare[-5_000:].splitlines() if l.strip()] # SentencePiece drops outer spaces
     assert sp.decode(sp.encode(held_out)) == held_out
+
+def test_out_dir_is_retrained_when_settings_change(shakespeare, tmp_path):
+    lines = shakespeare[:50_000].splitlines()
+    assert len(train_wordpiece(lines, 300, out_dir=tmp_path/"wp")) == 300
+    assert len(train_wordpiece(lines, 350, out_dir=tmp_path/"wp")) == 350 # not the 300-token one left in the folder
+    assert train_sentencepiece(lines, 200, out_dir=tmp_path/"sp").get_piece_size() == 200
+    assert train_sentencepiece(lines, 250, out_dir=tmp_path/"sp").get_piece_size() == 250
