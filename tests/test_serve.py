@@ -202,6 +202,9 @@ def test_malformed_json_is_400(server):
         assert r.status_code == 400, (path, r.text)
         err = r.json()["error"]
         assert err["type"] == "invalid_request_error" and err["code"] == "invalid_json" and "JSON" in err["message"]
+    for body, headers in ((b"[1, 2]", h), (b"", h), (b'{"model": "x"}', {"Authorization": f"Bearer {KEY}"})):
+        r = httpx.post(f"{server}/v1/chat/completions", content=body, headers=headers) # not a JSON object
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", (body, r.text)
     r = httpx.post(f"{server}/v1/chat/completions", json={"model": CHAT}, headers=h) # valid JSON, no messages
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
     r = httpx.post(f"{server}/v1/chat/completions", headers=h, json={"model": CHAT, "temperature": 7,
