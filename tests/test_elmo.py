@@ -1,0 +1,143 @@
+"""ELMo (lesson 03): AllenNLP's own test vectors, the save/load round trip, and weight files that do not fit their options."""
+import json, os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("LLMCOURSE_PROGRESS", "0")
+
+from llmcourse.data import elmo_test_vectors
+from llmcourse.elmo import (ElmoBiLm, ElmoConfig, ElmoWeightError, Elmo, batch_to_ids, embed_vocabulary, load_elmo,
+                            read_elmo_test_vectors, remove_sentence_boundaries, save_elmo, word_to_char_ids)
+
+
+@pytest.fixture(scope="module")
+def fixture_dir():
+    return elmo_test_vectors()
+
+
+def test_top_layer_matches_allennlp(fixture_dir):
+    "AllenNLP runs the 3 x 10 sentences in batches of three (the i-th of each group), stateful; compare the top layer."
+    bilm = load_elmo(fixture_dir/"options.json", fixture_dir/"lm_weights.hdf5", stateful=True)
+    groups, expected = read_elmo_test_vectors(fixture_dir)
+    worst = 0.0
+    with torch.no_grad():
+        for i in range(len(groups[0])):
+            batch = [groups[k][i].split() for k in range(len(groups))]
+            out = bilm(batch_to_ids(batch))
+            top, mask = remove_sentence_boundaries(out.activations[-1], out.mask)
+            assert mask.sum(-1).tolist() == [len(s) for s in batch]
+            for k, s in enumerate(batch):
+                got = top[k, :len(s)].numpy()
+                assert got.shape == expected[k][i].shape
+                # AllenNLP's own criterion: numpy.allclose(..., atol=1e-6), i.e. with numpy's default rtol=1e-5
+                np.testing.assert_allclose(got, expected[k][i], atol=1e-6, rtol=1e-5)
+                worst = max(worst, float(np.abs(got - expected[k][i]).max()))
+    assert worst < 2e-6, worst
+
+
+def test_stateless_differs_after_first_batch(fixture_dir):
+    "The fixture was made with carried states: a stateless model matches the first batch only."
+    groups, expected = read_elmo_test_vectors(fixture_dir)
+    bilm = load_elmo(fixture_dir/"options.json", fixture_dir/"lm_weights.hdf5")
+    with torch.no_grad():
+        for i, close in [(0, True), (1, False)]:
+            batch = [groups[k][i].split() for k in range(3)]
+            out = bilm(batch_to_ids(batch))
+            top, _ = remove_sentence_boundaries(out.activations[-1], out.mask)
+            assert np.allclose(top[0, :len(batch[0])].numpy(), expected[0][i], atol=1e-5) == close
+
+
+def test_token_layer_matches_allennlp(fixture_dir):
+    bilm = load_elmo(fixture_dir/"options.json", fixture_dir/"lm_weights.hdf5")
+    words = (fixture_dir/"vocab_test.txt").read_text().strip().split("\n")
+    with h5py.File(fixture_dir/"elmo_token_embeddings.hdf5", "r") as fin: want = fin["embedding"][...]
+    got = embed_vocabulary(bilm, words, batch_size=50).numpy()
+    assert got.shape == want.shape == (458, 16)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-5)
+    # <S> and </S> as words give the boundary vectors the encoder adds itself (AllenNLP's bos/eos test)
+    tokens, mask = bilm.char_encoder(batch_to_ids([["hello"]]))
+    torch.testing.assert_close(tokens[0, 0], embed_vocabulary(bilm, ["<S>"])[0])
+    torch.testing.assert_close(tokens[0, 2], embed_vocabulary(bilm, ["</S>"])[0])
+
+
+def test_elmo_shapes(fixture_dir):
+    "AllenNLP's shallow Elmo test: two mixes, shapes (2, 7, 32), mask (2, 7)."
+    elmo = Elmo(load_elmo(fixture_dir/"options.json", fixture_dir/"lm_weights.hdf5"), 2, dropout=0.0)
+    out = elmo(batch_to_ids([["The", "sentence", "."], ["ELMo", "helps", "disambiguate", "ELMo", "from", "Elmo", "."]]))
+    assert [list(r.shape) for r in out["elmo_representations"]] == [[2, 7, 32]] * 2
+    assert list(out["mask"].shape) == [2, 7] and out["mask"].sum().item() == 10
+
+
+@pytest.mark.parametrize("cfg", [ElmoConfig.tiny(), ElmoConfig(char_dim=4, filters=((1, 4), (3, 8)), n_highway=2,
+                                                                lstm_dim=24, projection_dim=8, n_layers=3,
+                                                                cell_clip=None, proj_clip=None, use_skip_connections=False)])
+def test_save_load_round_trip(tmp_path, cfg):
+    torch.manual_seed(0)
+    bilm = ElmoBiLm(cfg).eval()
+    with torch.no_grad():  # non-trivial biases everywhere, so a sign or gate-order slip cannot hide
+        for p in bilm.parameters(): p.add_(0.1 * torch.randn_like(p))
+    save_elmo(bilm, tmp_path/"options.json", tmp_path/"weights.hdf5")
+    assert ElmoConfig.from_options(tmp_path/"options.json") == cfg
+    back = load_elmo(tmp_path/"options.json", tmp_path/"weights.hdf5")
+    ids = batch_to_ids([["a", "small", "round", "trip"], ["of", "ELMo"], ["weights", "é", "x" * 60]])
+    with torch.no_grad():
+        a, b = bilm(ids), back(ids)
+    for x, y in zip(a.activations, b.activations): torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+    # and saving what was loaded gives the same file contents
+    save_elmo(back, tmp_path/"o2.json", tmp_path/"w2.hdf5")
+    with h5py.File(tmp_path/"weights.hdf5") as f1, h5py.File(tmp_path/"w2.hdf5") as f2:
+        names = []
+        f1.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        for n in names: np.testing.assert_allclose(f1[n][...], f2[n][...], atol=1e-6)
+
+
+def test_fixture_round_trip(tmp_path, fixture_dir):
+    "Loading AllenNLP's file and saving it again reproduces every tensor of the original file."
+    bilm = load_elmo(fixture_dir/"options.json", fixture_dir/"lm_weights.hdf5")
+    save_elmo(bilm, tmp_path/"options.json", tmp_path/"weights.hdf5")
+    with h5py.File(fixture_dir/"lm_weights.hdf5") as f1, h5py.File(tmp_path/"weights.hdf5") as f2:
+        names = []
+        f1.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert sorted(names) == sorted(_datasets(f2))
+        for n in names: np.testing.assert_allclose(f2[n][...], f1[n][...], atol=1e-6, err_msg=n)
+
+
+def _datasets(f):
+    out = []
+    f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def _write_options(tmp_path, fixture_dir, edit):
+    opts = json.loads((fixture_dir/"options.json").read_text())
+    edit(opts)
+    p = tmp_path/"options.json"; p.write_text(json.dumps(opts)); return p
+
+
+@pytest.mark.parametrize("edit,tensor,file_shape,options_shape", [
+    (lambda o: o["char_cnn"]["embedding"].update(dim=8), "char_embed", "(261, 4)", "(261, 8)"),
+    (lambda o: o["char_cnn"].update(filters=[[1, 4], [2, 8], [3, 16], [4, 32], [5, 32]]), "CNN/W_cnn_4", "(1, 5, 4, 64)", "(1, 5, 4, 32)"),
+    (lambda o: o["lstm"].update(dim=32), "RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/W_0", "(32, 256)", "(32, 128)"),
+])
+def test_mismatched_weights_name_tensor_and_shapes(tmp_path, fixture_dir, edit, tensor, file_shape, options_shape):
+    opts = _write_options(tmp_path, fixture_dir, edit)
+    with pytest.raises(ElmoWeightError) as e:
+        load_elmo(opts, fixture_dir/"lm_weights.hdf5")
+    msg = str(e.value)
+    assert repr(tensor) in msg and file_shape in msg and options_shape in msg, msg
+
+
+def test_missing_tensor_is_named(tmp_path, fixture_dir):
+    opts = _write_options(tmp_path, fixture_dir, lambda o: o["lstm"].update(n_layers=3))
+    with pytest.raises(ElmoWeightError, match="Cell2/LSTMCell/W_0' is missing"):
+        load_elmo(opts, fixture_dir/"lm_weights.hdf5")
+
+
+def test_char_ids():
+    assert word_to_char_ids("a")[:4] == [259, 98, 260, 261]
+    assert word_to_char_ids("é")[:4] == [259, 0xC3 + 1, 0xA9 + 1, 260]  # UTF-8 bytes
+    ids = batch_to_ids([["a"], []])
+    assert ids.shape == (2, 1, 50) and ids[1].sum() == 0
