@@ -13,6 +13,14 @@ from llmcourse.elmo import (ElmoBiLm, ElmoConfig, ElmoWeightError, Elmo, batch_t
                             read_elmo_test_vectors, remove_sentence_boundaries, save_elmo, word_to_char_ids)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    "The fixture model is tiny and steps token by token in Python: extra threads only contend (see lesson 03)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def fixture_dir():
     return elmo_test_vectors()
