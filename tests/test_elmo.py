@@ -149,3 +149,25 @@ def test_char_ids():
     assert word_to_char_ids("é")[:4] == [259, 0xC3 + 1, 0xA9 + 1, 260]  # UTF-8 bytes
     ids = batch_to_ids([["a"], []])
     assert ids.shape == (2, 1, 50) and ids[1].sum() == 0
+
+
+def test_stateful_batches_of_changing_size():
+    "Carried states follow rows; a bigger batch starts its new rows from zeros, a smaller one leaves the other rows alone."
+    torch.manual_seed(0)
+    cfg = ElmoConfig(char_dim=4, filters=((1, 4), (2, 4)), lstm_dim=12, projection_dim=6)
+    stateful, stateless = ElmoBiLm(cfg, stateful=True).eval(), ElmoBiLm(cfg).eval()
+    stateless.load_state_dict(stateful.state_dict())
+    with torch.no_grad():
+        first = batch_to_ids([["a", "b"], ["c"]])
+        torch.testing.assert_close(stateful(first).activations[2], stateless(first).activations[2])
+        second = batch_to_ids([["d"], [], ["e", "f", "g"]])  # row 1 empty (still "<S> </S>", as in AllenNLP), row 2 new
+        got, ref = stateful(second).activations[2], stateless(second).activations[2]
+        assert not torch.allclose(got[0], ref[0])  # row 0 continued from "a b"
+        torch.testing.assert_close(got[2], ref[2])  # row 2 started from zeros
+        h_before = stateful.lstm.states[0].clone()
+        stateful(batch_to_ids([["h"]]))  # a smaller batch leaves rows 1 and 2 alone
+        assert stateful.lstm.states[0].shape[2] == 3
+        torch.testing.assert_close(stateful.lstm.states[0][:, :, 1:], h_before[:, :, 1:])
+        assert not torch.allclose(stateful.lstm.states[0][:, :, 0], h_before[:, :, 0])
+        stateful.lstm.reset_states()
+        torch.testing.assert_close(stateful(first).activations[2], stateless(first).activations[2])
