@@ -26,11 +26,13 @@ endif
 .PHONY: setup course test check-sync nbtest pytest docs lab
 
 # torch first, from the pinned pair (on this machine's disk); then llama-cpp-python from a wheel built once for
-# this CPU and cached; then the package with every extra the quick course and the tests use.
+# this CPU and cached; then the package with every extra the quick course and the tests use; then the two packages
+# whose declared requirements would break the rest (see tools/no-deps-requirements.txt).
 setup:
 	$(PYTHON) -m pip install -q $(TORCH_PINS)
 	PYTHON=$(PYTHON) bash tools/install_llama_cpp.sh
 	$(PYTHON) -m pip install -q -e ".[dev,all]"
+	$(PYTHON) -m pip install -q --no-deps -r tools/no-deps-requirements.txt
 
 course: setup
 	llmcourse run

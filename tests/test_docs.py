@@ -49,3 +49,7 @@ def test_readme_doctor_block_matches_this_machine():
     actual = cli.doctor_lines()
     assert shown == [label(t) for _, t in actual]
     assert not [t for s, t in actual if s == "missing"]
+
+def test_no_deps_list_matches_the_doctor():
+    lines = [l.strip() for l in (ROOT/"tools"/"no-deps-requirements.txt").read_text().splitlines()]
+    assert tuple(l for l in lines if l and not l.startswith("#")) == cli.NO_DEPS_REQUIREMENTS
