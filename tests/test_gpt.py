@@ -156,6 +156,7 @@ def test_ddp_two_processes_equal_one(tmp_path):
 @pytest.mark.slow
 def test_nanogpt_cpu_recipe_reaches_1_88():
     "nanoGPT's CPU config for shakespeare_char: 2000 steps reach val loss <= 1.88 (nanoGPT's README figure)."
+    if os.cpu_count() and os.getloadavg()[0] > os.cpu_count(): torch.set_num_threads(1) # a busy CPU: threads only wait
     tok, tr, va = shakespeare_char()
     seed_everything(1337)
     model = GPT(GPTConfig.baby(vocab_size=tok.vocab_size))
