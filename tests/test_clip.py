@@ -52,7 +52,7 @@ CAPTIONS = ["a red circle", "a small blue square at the top left", "a photo of a
     (1, 32, 4, 32, 8, True, "gelu"), (2, 48, 6, 32, 4, True, "gelu"), (3, 32, 2, 64, 16, False, "gelu_new"),
     (2, 32, 4, 48, 16, True, "relu")])
 def test_vit_matches_transformers(layers, hidden, heads, image, patch, pooler, act):
-    hf = hf_vit(layers, hidden, heads, image, patch, pooler, act if act != "gelu_new" else "gelu")
+    hf = hf_vit(layers, hidden, heads, image, patch, pooler, act)
     ours = vit_from_hf(hf).eval()
     x = torch.randn(3, 3, image, image)
     with torch.no_grad(): ref, (hidden_states, pooled) = hf(pixel_values=x), ours(x)
@@ -199,3 +199,37 @@ def test_caption_search_runs_headless():
     assert picture.value[:4] == b"\x89PNG"
     box.value = "a red hexagon"  # an unknown word: a message, not an exception
     assert "hexagon" in note.value
+
+
+def test_clip_from_pretrained_on_a_local_checkpoint(tmp_path):
+    "The full-mode path (hub folder -> our CLIP, BPE tokenizer, image processor) on a tiny random local checkpoint."
+    import json
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+    from llmcourse.clip import clip_from_pretrained, zero_shot_classifier, zero_shot_predict
+    chars = list("abcdefghijklmnopqrstuvwxyz.")  # a character-level BPE vocabulary without merges, CLIP's specials last
+    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    try: tokenizer = CLIPTokenizer(vocab=vocab, merges=[])  # transformers >= 5
+    except TypeError: tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                              tokenizer=tokenizer)
+    torch.manual_seed(0)
+    cfg = HFCLIPConfig(text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=40, eos_token_id=2),  # legacy eos
+                       vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                          image_size=32, patch_size=8),
+                       projection_dim=16)
+    hf = randomize_(HFCLIPModel(cfg)).eval()
+    hf.save_pretrained(tmp_path); processor.save_pretrained(tmp_path)
+    model, tokenize, preprocess = clip_from_pretrained(str(tmp_path), device="cpu")
+    images = [Image.fromarray(x) for x in make_shape_captions(3, "all", seed=0).images]
+    ids, mask = tokenize(["a photo of a cat", "a red circle"])
+    assert (ids == len(vocab) - 1).any(1).all()  # every row ends with <|endoftext|>
+    px = preprocess(images)
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, pixel_values=px)
+        assert_close(model(px, ids, mask)[0], ref.logits_per_image, atol=1e-4, rtol=1e-4)
+    probs, top = zero_shot_predict(model, px, zero_shot_classifier(model, tokenize, ["cat", "dog"], ("a photo of a {}.",)))
+    assert probs.shape == (3, 2) and torch.allclose(probs.sum(-1), torch.ones(3))
