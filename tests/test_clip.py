@@ -189,6 +189,17 @@ def test_recall_matches_sklearn():
         assert recall_at_k(sim, ks=(k,))[k] == pytest.approx(want)
 
 
+def test_figures_from_the_module():
+    "The drawing helpers work outside the notebook (their imports live in the module)."
+    import matplotlib; matplotlib.use("Agg")
+    from llmcourse.clip import show_predictions, show_similarity
+    data = make_shape_captions(4, "all", seed=2)
+    emb = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    show_similarity(emb, emb, data.images, data.captions)
+    fig = show_predictions(data.images, torch.softmax(torch.randn(4, 24), -1), class_names(), data.labels, ncols=2)
+    assert len(fig.axes) == 4
+
+
 def test_caption_search_runs_headless():
     model = CLIP(CLIPConfig.tiny(TOK)).eval()
     data = make_shape_captions(30, "all", seed=1)
