@@ -40,8 +40,10 @@ course: setup
 check-sync:
 	$(PYTHON) tools/check_sync.py
 
+# each notebook in its own nbdev-test process (as a learner's kernel would be): nbdev-test's own workers are reused
+# across notebooks, and a library one lesson imports (fastai patches torch.Tensor) must not change the next lesson
 nbtest:
-	nbdev-test --n-workers $(NBDEV_WORKERS) --timing
+	ls -r nbs/*.ipynb | xargs -P $(NBDEV_WORKERS) -n 1 nbdev-test --timing
 
 pytest:
 	$(PYTHON) -m pytest -q -p no:cacheprovider --timeout 900
