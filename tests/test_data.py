@@ -198,3 +198,18 @@ def test_unknown_sst2_split():
 def test_missing_shipped_model_names_the_extra():
     with pytest.raises(data.MissingExtra, match=r"llmcourse\[audio\]"):
         data._package_dir("surely_not_installed_pkg", "surely-not", "audio", "A model")
+
+def _fetch_in_child(args):
+    home, mirror, name = args
+    import os
+    os.environ.update(LLMCOURSE_HOME=home, LLMCOURSE_MIRROR=mirror)
+    from llmcourse.data import fetch, verify
+    fetch(name, progress=False)
+    return verify(name)
+
+def test_two_processes_fetching_the_same_archive(home, mirror_folder):
+    # lessons run side by side (make nbtest) and may fetch and unpack the same data set at once
+    import multiprocessing as mp
+    with mp.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_fetch_in_child, [(str(home), str(mirror_folder), "fsdd")] * 2)
+    assert results == [[], []]
