@@ -16,10 +16,9 @@ __all__ = ['PRE_TOKENIZERS', 'QK', 'BLOCK_BYTES', 'GGUF_FILE_TYPE', 'LlamaConfig
            'apply_rope', 'SwiGLU', 'KVCache', 'GroupedQueryAttention', 'LlamaBlock', 'Llama', 'generate',
            'hf_to_ours_names', 'load_hf_state_dict', 'to_hf_state_dict', 'gguf_metadata', 'gguf_tensor_table',
            'dequantize_tensor', 'permute_qk_for_gguf', 'unpermute_qk_from_gguf', 'config_from_gguf',
-           'gguf_to_ours_names', 'load_gguf_llama', 'bytes_to_unicode', 'BPETokenizer', 'compare_next_token',
-           'llama_cpp_logits', 'roundf', 'quantize_q8_0', 'quantize_q4_0', 'quantize_q4_1', 'dequantize', 'quant_error',
-           'train_bpe', 'train_llama', 'ours_to_gguf_tensors', 'save_gguf', 'llama_cpp_quantize', 'stream_chat',
-           'ChatWidget']
+           'gguf_to_ours_names', 'load_gguf_llama', 'BPETokenizer', 'compare_next_token', 'llama_cpp_logits', 'roundf',
+           'quantize_q8_0', 'quantize_q4_0', 'quantize_q4_1', 'dequantize', 'quant_error', 'train_bpe', 'train_llama',
+           'ours_to_gguf_tensors', 'save_gguf', 'llama_cpp_quantize', 'stream_chat', 'ChatWidget']
 
 # %% ../nbs/11_llama.ipynb #cea787f9
 import numpy as np
@@ -373,13 +372,7 @@ def load_gguf_llama(
     return model.eval()
 
 # %% ../nbs/11_llama.ipynb #e0aaae40
-def bytes_to_unicode() -> dict[int, str]:
-    "GPT-2's map from the 256 byte values to printable characters."
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs: bs.append(b); cs.append(256 + n); n += 1
-    return dict(zip(bs, map(chr, cs)))
+from .tokenizers import bytes_to_unicode # lesson 02 built the byte map; the same one serves here
 
 _GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
 PRE_TOKENIZERS = { # llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), applied one after the other
