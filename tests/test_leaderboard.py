@@ -184,3 +184,23 @@ def test_smollm2_players():
     p = llama_cpp_player("q40", llm, max_tokens=8)
     r1, r2 = p.respond("What is 2 + 2? Answer with the number only."), p.respond("What is 2 + 2? Answer with the number only.")
     assert isinstance(r1, str) and r1 == r2  # greedy: the same answer twice
+
+
+def test_load_arena_battles_filters_without_the_hub(monkeypatch):
+    "The full-mode loader keeps anonymous votes up to the day asked for (US/Pacific), in time order; hub call faked."
+    datasets = pytest.importorskip("datasets")
+    from llmcourse.leaderboard import load_arena_battles
+    day = pd.Timestamp("2023-05-22 23:30", tz="US/Pacific").timestamp()  # late on the 22nd in California: kept
+    fake = pd.DataFrame(dict(model_a=["a", "b", "a", "c"], model_b=["b", "c", "c", "a"],
+                             winner=["model_a", "tie", "model_b", "model_a"],
+                             tstamp=[day, day - 86400, day + 3600, day - 10], anony=[True, True, True, False],
+                             language=["English"] * 4, judge=["x"] * 4, question_id=["q"] * 4))
+    seen = {}
+    def fake_load(name, split):
+        seen["name"], seen["split"] = name, split
+        return datasets.Dataset.from_pandas(fake)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    got = load_arena_battles()
+    assert seen == dict(name="lmsys/chatbot_arena_conversations", split="train")
+    assert got.tstamp.tolist() == [day - 86400, day]  # the next day's vote and the non-anonymous one are dropped
+    assert len(load_arena_battles(until=None, anonymous_only=False)) == 4
