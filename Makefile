@@ -41,9 +41,11 @@ check-sync:
 	$(PYTHON) tools/check_sync.py
 
 # each notebook in its own nbdev-test process (as a learner's kernel would be): nbdev-test's own workers are reused
-# across notebooks, and a library one lesson imports (fastai patches torch.Tensor) must not change the next lesson
+# across notebooks, and a library one lesson imports (fastai patches torch.Tensor) must not change the next lesson.
+# Lesson 12 starts first and lesson 13 last: 13's arena loads the models 12 trains and caches in LLMCOURSE_HOME.
 nbtest:
-	ls -r nbs/*.ipynb | xargs -P $(NBDEV_WORKERS) -n 1 nbdev-test --timing
+	{ echo nbs/12_assistant.ipynb; ls -r nbs/*.ipynb | grep -v -e 12_assistant -e 13_leaderboard; echo nbs/13_leaderboard.ipynb; } \
+	  | xargs -P $(NBDEV_WORKERS) -n 1 nbdev-test --timing
 
 pytest:
 	$(PYTHON) -m pytest -q -p no:cacheprovider --timeout 900
