@@ -8,7 +8,8 @@ The first recipes (up to `wide_drop_spec_speed_s1`) ran on 2026-11-26 with the f
 The `n_` recipes scale every utterance, training and test, to a peak of 0.5 first (`DigitUtterances(peak=0.5)`,
 the default since 2026-11-27): the held-out speaker theo records at a tenth of the others' level. `tilt` (this
 script only) adds a random straight line across the mel bins of each training utterance, in log units: a cheap
-stand-in for a different microphone. The `e_` recipes also keep an exponential moving average of the weights
+stand-in for a different microphone; `eq` (this script only) adds a random smooth curve instead (three cosines
+over the mel axis). The `e_` recipes also keep an exponential moving average of the weights
 (decay 0.999, `torch.optim.swa_utils.AveragedModel`) and log its WER as `avg_test_wer`.
 
     python bench/whisper_digits_sweep.py --out /tmp/sweep --recipes base long wide
@@ -50,6 +51,8 @@ RECIPES = {  # name: (model config overrides, train_digits arguments, DigitUtter
     "e_vtlp2_tilt4": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, ema=0.999), dict(vtlp=0.2, tilt=0.4)),
     "e_vtlp2_tilt4_s1": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=1, ema=0.999), dict(vtlp=0.2, tilt=0.4)),
     "e_vtlp2_tilt4_s2": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=2, ema=0.999), dict(vtlp=0.2, tilt=0.4)),
+    "e_vtlp2_eq": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, ema=0.999), dict(vtlp=0.2, eq=0.3)),
+    "e_vtlp2_eq_s2": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=2, ema=0.999), dict(vtlp=0.2, eq=0.3)),
     "n_vtlp3_tilt_s2": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=2), dict(vtlp=0.3, tilt=0.25)),
 }
 
@@ -60,19 +63,24 @@ def run(name:str, out:str, budget:float|None=None):
     from llmcourse.whisper import Whisper, WhisperModelConfig, DigitUtterances, digit_test_set, train_digits
 
     class Tilted(DigitUtterances):
-        "Training utterances whose log-mel features get a random straight line across the mel bins added."
-        def __init__(self, tilt:float, **kw): super().__init__(**kw); self.tilt = tilt
+        "Training utterances whose log-mel features get a random straight line (`tilt`) or smooth curve (`eq`) across the mel bins added."
+        def __init__(self, tilt:float=0.0, eq:float=0.0, **kw): super().__init__(**kw); self.tilt, self.eq = tilt, eq
         def batch(self, n, rng):
             mel, tokens, texts = super().batch(n, rng)
+            x = torch.linspace(-1, 1, mel.shape[1])  # (n_mels,)
             slope = torch.from_numpy(rng.uniform(-self.tilt, self.tilt, n)).float()  # (n,) rise from the middle to the top bin
-            return mel + slope[:, None, None] * torch.linspace(-1, 1, mel.shape[1])[None, :, None], tokens, texts
+            curve = slope[:, None] * x[None, :]  # (n, n_mels)
+            if self.eq:  # three cosines over the mel axis, the k-th at most eq / k high: a random smooth equaliser
+                amp = torch.from_numpy(rng.uniform(-self.eq, self.eq, (n, 3))).float() / torch.arange(1, 4)  # (n, 3)
+                curve = curve + (amp[:, :, None] * torch.cos(torch.pi * torch.arange(1, 4)[:, None] * (x + 1) / 2)).sum(1)
+            return mel + curve[:, :, None], tokens, texts
 
     cfg_kw, train_kw, data_kw = RECIPES[name]
     seed_everything(train_kw.get("seed", 0))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = Whisper(WhisperModelConfig.digits(**cfg_kw)).to(device)
-    data_kw = dict(data_kw); tilt = data_kw.pop("tilt", 0.0)
-    train = Tilted(tilt, **data_kw) if tilt else DigitUtterances(**data_kw)
+    data_kw = dict(data_kw); tilt, eq = data_kw.pop("tilt", 0.0), data_kw.pop("eq", 0.0)
+    train = Tilted(tilt, eq, **data_kw) if tilt or eq else DigitUtterances(**data_kw)
     test = digit_test_set(200) if data_kw.get("peak", 0.5) is not None else _unnormalised_test_set()
     train_kw = dict(train_kw); ema = train_kw.pop("ema", None)
     averaged = None if ema is None else torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema))
