@@ -81,7 +81,7 @@ def run(name:str, out:str, budget:float|None=None):
     model = Whisper(WhisperModelConfig.digits(**cfg_kw)).to(device)
     data_kw = dict(data_kw); tilt, eq = data_kw.pop("tilt", 0.0), data_kw.pop("eq", 0.0)
     train = Tilted(tilt, eq, **data_kw) if tilt or eq else DigitUtterances(**data_kw)
-    test = digit_test_set(200) if data_kw.get("peak", 0.5) is not None else _unnormalised_test_set()
+    test = digit_test_set(200, peak=data_kw.get("peak", 0.5))  # scored at the level the recipe trains at
     train_kw = dict(train_kw); ema = train_kw.pop("ema", None)
     averaged = None if ema is None else torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema))
     t0 = time.perf_counter()
@@ -95,13 +95,6 @@ def run(name:str, out:str, budget:float|None=None):
     wers = [(r["step"], round(r["test_wer"], 4)) for r in json.loads((out/f"{name}.json").read_text()) if "test_wer" in r]
     print(f"{name}: {wall:.0f} s on {device}; test WER by step {wers}", flush=True)
     return name, wall, wers
-
-def _unnormalised_test_set():
-    "The 200 test utterances as recorded, as the recipes of 2026-11-26 were scored."
-    import numpy as np
-    from llmcourse.whisper import DigitUtterances, TEST_SPEAKERS
-    mel, _, texts = DigitUtterances(TEST_SPEAKERS, augment=False, peak=None).batch(200, np.random.default_rng(1234))
-    return mel, texts
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from llmcourse.core import seed_everything
-from llmcourse.whisper import DigitUtterances, Whisper, WhisperModelConfig, digit_test_set, train_digits
+from llmcourse.whisper import DigitUtterances, Whisper, WhisperModelConfig, digit_test_set, train_digits, warp_mel
 
 
 def cmvn(mel:Tensor) -> Tensor:
@@ -30,18 +30,13 @@ def cmvn(mel:Tensor) -> Tensor:
 
 def vtlp(mel:Tensor, rng:np.random.Generator, width:float) -> Tensor:
     "(n, n_mels, frames) -> the same, each utterance's mel axis stretched by its own factor in [1 - width, 1 + width]."
-    n, m, frames = mel.shape
-    alpha = torch.from_numpy(rng.uniform(1 - width, 1 + width, n)).float()  # (n,)
-    src = (torch.arange(m).float()[None, :] * alpha[:, None]).clamp(max=m - 1)  # (n, m): source bin of each bin
-    lo = src.floor().long(); hi = (lo + 1).clamp(max=m - 1); frac = (src - lo)[..., None]  # (n, m), (n, m), (n, m, 1)
-    take = lambda idx: torch.gather(mel, 1, idx[..., None].expand(-1, -1, frames))  # (n, m, frames)
-    return take(lo) * (1 - frac) + take(hi) * frac
+    return warp_mel(mel, torch.from_numpy(rng.uniform(1 - width, 1 + width, mel.size(0))))
 
 
 class TransformedUtterances(DigitUtterances):
     "`DigitUtterances` whose training features pass through `transform(mel, rng)`."
     def __init__(self, transform, **kw):
-        super().__init__(**kw); self.transform = transform
+        super().__init__(peak=None, **kw); self.transform = transform  # these runs used the features as recorded
 
     def batch(self, n, rng):
         mel, tokens, texts = super().batch(n, rng)
@@ -51,7 +46,7 @@ class TransformedUtterances(DigitUtterances):
 def main():
     mode, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     torch.set_num_threads(1)
-    test_mel, test_texts = digit_test_set(200)
+    test_mel, test_texts = digit_test_set(200, peak=None)
     if mode == "base": transform = lambda mel, rng: mel
     elif mode == "cmvn": transform, test_mel = (lambda mel, rng: cmvn(mel)), cmvn(test_mel)
     elif mode.startswith("vtlp="): transform = lambda mel, rng, w=float(mode[5:]): vtlp(mel, rng, w)

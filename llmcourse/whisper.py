@@ -18,8 +18,8 @@ __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOP_LENGTH', 'CHUNK_SECONDS', 'N_SAMPLES', '
            'ResidualAttentionBlock', 'AudioEncoder', 'TextDecoder', 'Whisper', 'whisper_from_hf', 'suppress',
            'greedy_decode', 'beam_search_decode', 'hf_generation_config', 'spec_augment', 'warp_mel', 'normalize_peak',
            'DigitUtterances', 'edit_distance', 'word_error_rate', 'transcribe_batch', 'evaluate', 'train_digits',
-           'digit_test_set', 'save_digit_model', 'load_digit_model', 'ensemble_transcribe', 'Transcript',
-           'faster_whisper_model', 'transcribe', 'normalize_digits', 'digit_recording']
+           'digit_test_set', 'save_digit_model', 'load_digit_model', 'WhisperEnsemble', 'ensemble_transcribe',
+           'Transcript', 'faster_whisper_model', 'transcribe', 'normalize_digits', 'digit_recording']
 
 # %% ../nbs/10_whisper.ipynb #069f5fce
 import numpy as np
@@ -509,7 +509,7 @@ def warp_mel(
 ) -> Tensor:
     "`mel` with each utterance's mel axis stretched: bin f takes the value at bin f * alpha, linearly interpolated."
     n, m, frames = mel.shape
-    src = (torch.arange(m, dtype=mel.dtype)[None, :] * alpha[:, None].to(mel.dtype)).clamp(max=m - 1)  # (n, m)
+    src = (torch.arange(m, dtype=mel.dtype, device=mel.device)[None, :] * alpha[:, None].to(mel)).clamp(max=m - 1)  # (n, m)
     lo = src.floor().long(); hi = (lo + 1).clamp(max=m - 1); frac = (src - lo)[..., None]  # (n, m), (n, m), (n, m, 1)
     take = lambda idx: torch.gather(mel, 1, idx[..., None].expand(-1, -1, frames))  # (n, m, frames)
     return take(lo) * (1 - frac) + take(hi) * frac
@@ -623,7 +623,7 @@ def word_error_rate(
 # %% ../nbs/10_whisper.ipynb #557ed967
 @torch.no_grad()
 def transcribe_batch(
-    model:Whisper, # a trained model
+    model:Whisper, # a trained model, or a `WhisperEnsemble`
     mel:Tensor, # (B, n_mels, frames)
     tokenizer:DigitTokenizer, # its tokenizer
     max_new_tokens:int=8, # the most tokens per transcript
@@ -690,9 +690,10 @@ def digit_test_set(
     speakers:Sequence[str]=TEST_SPEAKERS, # held-out speakers
     seed:int=1234, # fixed, so every run is scored on the same utterances
     seconds:float=2.4, # the feature length
+    peak:float|None=0.5, # the level every utterance is scaled to, as in training (None: as recorded)
 ) -> tuple[Tensor, list[str]]:
     "(n, 80, frames) features and texts of un-augmented utterances by `speakers`."
-    ds = DigitUtterances(speakers, augment=False, seconds=seconds)
+    ds = DigitUtterances(speakers, augment=False, seconds=seconds, peak=peak)
     mel, _, texts = ds.batch(n, np.random.default_rng(seed))
     return mel, texts
 
@@ -720,7 +721,26 @@ def load_digit_model(
     return model.eval()
 
 # %% ../nbs/10_whisper.ipynb #f79c41db
-@torch.no_grad()
+class WhisperEnsemble:
+    "Several models, each hearing several stretches of the input, voting as one: `encoder` and `decoder` as `Whisper`'s, the decoder giving mean log-probabilities."
+    def __init__(self,
+                 models:Sequence[Whisper], # trained models that share a tokenizer
+                 warps:Sequence[float]=(1.0,), # mel-axis stretches (`warp_mel`) of the input that every model hears
+                ):
+        self.votes = [(m, float(a)) for m in models for a in warps]
+
+    def eval(self):
+        for m, _ in self.votes: m.eval()
+        return self
+
+    def encoder(self, mel:Tensor) -> list[Tensor]:
+        "(B, n_mels, frames) -> one (B, S, E) encoding per (model, stretch)."
+        return [m.encoder(warp_mel(mel, torch.full((mel.size(0),), a))) for m, a in self.votes]
+
+    def decoder(self, tokens:Tensor, audios:list[Tensor]) -> Tensor:
+        "(B, T) tokens and the encodings -> (B, T, V) next-token log-probabilities averaged over the votes."
+        return torch.stack([F.log_softmax(m.decoder(tokens, audio), -1) for (m, _), audio in zip(self.votes, audios)]).mean(0)
+
 def ensemble_transcribe(
     models:Sequence[Whisper], # trained models that share a tokenizer
     mel:Tensor, # (B, n_mels, frames) log-mel features
@@ -729,19 +749,7 @@ def ensemble_transcribe(
     max_new_tokens:int=8, # the most tokens per transcript
 ) -> list[str]:
     "Greedy transcripts from the mean next-token log-probabilities of every model on every stretched copy of `mel`."
-    B, P, eot = mel.size(0), len(tokenizer.sot_sequence), tokenizer.eot
-    audios = [(m.eval(), m.encoder(warp_mel(mel, torch.full((B,), float(a))))) for m in models for a in warps]  # (B, S, E) each, once
-    tokens = torch.tensor([tokenizer.sot_sequence] * B, device=mel.device)  # (B, P)
-    done = torch.zeros(B, dtype=torch.bool, device=mel.device)
-    for step in range(max_new_tokens):
-        logp = torch.stack([F.log_softmax(m.decoder(tokens, audio)[:, -1], -1) for m, audio in audios]).mean(0)  # (B, V)
-        logp = suppress(logp, tokenizer.sot_sequence)
-        if step == 0: logp = suppress(logp, [eot])
-        next_tok = logp.argmax(-1).masked_fill(done, eot)  # (B,)
-        tokens = torch.cat([tokens, next_tok[:, None]], dim=1)
-        done |= next_tok == eot
-        if done.all(): break
-    return [tokenizer.decode(t[P:].tolist()) for t in tokens]
+    return transcribe_batch(WhisperEnsemble(models, warps), mel, tokenizer, max_new_tokens)
 
 # %% ../nbs/10_whisper.ipynb #9b64ef87
 @dataclass
