@@ -10,7 +10,9 @@ the default since 2026-11-27): the held-out speaker theo records at a tenth of t
 script only) adds a random straight line across the mel bins of each training utterance, in log units: a cheap
 stand-in for a different microphone; `eq` (this script only) adds a random smooth curve instead (three cosines
 over the mel axis). The `e_` recipes also keep an exponential moving average of the weights
-(decay 0.999, `torch.optim.swa_utils.AveragedModel`) and log its WER as `avg_test_wer`.
+(decay 0.999, `torch.optim.swa_utils.AveragedModel`) and log its WER as `avg_test_wer`. `sat` (2026-11-27)
+equalises every speaker, in training and in the test set, to the training speakers' average long-term spectrum
+(`equalizer_gains`): speaker-adaptive training; its logged test WER is on equalised test features.
 
     python bench/whisper_digits_sweep.py --out /tmp/sweep --recipes base long wide
 """
@@ -54,13 +56,17 @@ RECIPES = {  # name: (model config overrides, train_digits arguments, DigitUtter
     "e_vtlp2_eq": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, ema=0.999), dict(vtlp=0.2, eq=0.3)),
     "e_vtlp2_eq_s2": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=2, ema=0.999), dict(vtlp=0.2, eq=0.3)),
     "n_vtlp3_tilt_s2": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=2), dict(vtlp=0.3, tilt=0.25)),
+    "e_vtlp2_sat": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, ema=0.999), dict(vtlp=0.2, sat=True)),
+    "e_vtlp2_sat_s2": (dict(d_model=128, dropout=0.1), dict(steps=5000, batch_size=32, lr=1.5e-3, seed=2, ema=0.999), dict(vtlp=0.2, sat=True)),
 }
 
 def run(name:str, out:str, budget:float|None=None):
     import numpy as np, torch
     torch.set_num_threads(1)
     from llmcourse.core import seed_everything
-    from llmcourse.whisper import Whisper, WhisperModelConfig, DigitUtterances, digit_test_set, train_digits
+    from llmcourse.data import load_fsdd
+    from llmcourse.whisper import (Whisper, WhisperModelConfig, DigitUtterances, TEST_SPEAKERS, digit_test_set, equalizer_gains,
+                                   train_digits)
 
     class Tilted(DigitUtterances):
         "Training utterances whose log-mel features get a random straight line (`tilt`) or smooth curve (`eq`) across the mel bins added."
@@ -79,9 +85,10 @@ def run(name:str, out:str, budget:float|None=None):
     seed_everything(train_kw.get("seed", 0))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = Whisper(WhisperModelConfig.digits(**cfg_kw)).to(device)
-    data_kw = dict(data_kw); tilt, eq = data_kw.pop("tilt", 0.0), data_kw.pop("eq", 0.0)
+    data_kw = dict(data_kw); tilt, eq, sat = data_kw.pop("tilt", 0.0), data_kw.pop("eq", 0.0), data_kw.pop("sat", False)
+    if sat: data_kw["gains"] = equalizer_gains(sorted(set(load_fsdd().frame.speaker) - set(TEST_SPEAKERS)))
     train = Tilted(tilt, eq, **data_kw) if tilt or eq else DigitUtterances(**data_kw)
-    test = digit_test_set(200, peak=data_kw.get("peak", 0.5))  # scored at the level the recipe trains at
+    test = digit_test_set(200, peak=data_kw.get("peak", 0.5), equalize=sat)  # scored at the level the recipe trains at
     train_kw = dict(train_kw); ema = train_kw.pop("ema", None)
     averaged = None if ema is None else torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema))
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools, math, re, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOP_LENGTH', 'CHUNK_SECONDS', 'N_SAMPLES', 'N_FRAMES', 'DIGIT_WORDS', 'WHISPER_SPECIALS',
@@ -17,9 +17,10 @@ __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOP_LENGTH', 'CHUNK_SECONDS', 'N_SAMPLES', '
            'log_mel_spectrogram', 'DigitTokenizer', 'WhisperModelConfig', 'whisper_sinusoids', 'whisper_attention',
            'ResidualAttentionBlock', 'AudioEncoder', 'TextDecoder', 'Whisper', 'whisper_from_hf', 'suppress',
            'greedy_decode', 'beam_search_decode', 'hf_generation_config', 'spec_augment', 'warp_mel', 'normalize_peak',
-           'DigitUtterances', 'edit_distance', 'word_error_rate', 'transcribe_batch', 'evaluate', 'train_digits',
-           'digit_test_set', 'save_digit_model', 'load_digit_model', 'WhisperEnsemble', 'ensemble_transcribe',
-           'Transcript', 'faster_whisper_model', 'transcribe', 'normalize_digits', 'digit_recording']
+           'speaker_spectrum', 'equalizer_gains', 'DigitUtterances', 'edit_distance', 'word_error_rate',
+           'transcribe_batch', 'evaluate', 'train_digits', 'digit_test_set', 'digit_test_speakers', 'save_digit_model',
+           'load_digit_model', 'WhisperEnsemble', 'ensemble_transcribe', 'Transcript', 'faster_whisper_model',
+           'transcribe', 'normalize_digits', 'digit_recording']
 
 # %% ../nbs/10_whisper.ipynb #069f5fce
 import numpy as np
@@ -122,6 +123,7 @@ def log_mel_spectrogram(
     padding:int=0, # zeros appended before the transform
     sample_rate:int=SAMPLE_RATE, # the rate of `audio`: anything but 16 kHz is an error
     device:torch.device|str|None=None, # where to compute; default where `audio` is
+    gain:Tensor|None=None, # (`n_mels`,) or (B, `n_mels`) log10 power added to each mel bin before the floor: an equaliser
 ) -> Tensor:
     "(`n_mels`, n // 160) or (B, `n_mels`, n // 160) Whisper log-mel features: log10 power, floored 8 below the max, (x + 4) / 4."
     if sample_rate != SAMPLE_RATE:
@@ -136,6 +138,7 @@ def log_mel_spectrogram(
     power = stft[..., :-1].abs() ** 2  # (..., 201, frames)
     mel = filters @ power  # (..., n_mels, frames)
     log_spec = mel.clamp(min=1e-10).log10()
+    if gain is not None: log_spec = log_spec + torch.as_tensor(gain, dtype=log_spec.dtype, device=log_spec.device)[..., None]
     log_spec = torch.maximum(log_spec, log_spec.amax(dim=(-2, -1), keepdim=True) - 8.0)  # an 80 dB range per clip
     return (log_spec + 4.0) / 4.0
 
@@ -532,6 +535,36 @@ def _speaker_clips(speaker:str) -> tuple:
     rows = frame[frame.speaker == speaker].sort_values(["take", "digit"])
     return tuple((load_audio(p), int(d)) for p, d in zip(rows.path, rows.digit))
 
+def speaker_spectrum(
+    clips:Sequence[np.ndarray], # recordings of one speaker (one voice, one microphone) at 16 kHz; no transcripts needed
+    peak:float|None=0.5, # scale each clip to this peak first, as `DigitUtterances` does (None: as recorded)
+    speech_db:float=30.0, # frames within this many dB of their clip's loudest frame count as speech; the rest is silence
+) -> Tensor:
+    "(80,) the mean log10 mel power of the speech frames of `clips`: the long-term spectrum of a voice through its microphone."
+    total, frames = torch.zeros(80), 0
+    for audio in clips:
+        log_spec = 4 * log_mel_spectrogram(audio if peak is None else normalize_peak(audio, peak)) - 4  # (80, frames) log10 power
+        energy = torch.logsumexp(log_spec * math.log(10), 0) / math.log(10)  # (frames,) log10 of each frame's total power
+        speech = energy > energy.max() - speech_db / 10
+        total += log_spec[:, speech].sum(1); frames += int(speech.sum())
+    if frames == 0: raise ValueError("No speech frames in these clips: are they empty or silent?")
+    return total / frames
+
+def equalizer_gains(
+    speakers:Sequence[str], # FSDD speakers to equalise
+    reference:Sequence[str]|None=None, # speakers whose average spectrum is the target; default the training speakers
+    peak:float|None=0.5, # the level the clips are scaled to, as in `DigitUtterances`
+) -> dict[str, Tensor]:
+    "Per speaker, the (80,) log10 gains that move the long-term spectrum of all their clips, unlabelled, onto the reference speakers' average."
+    if reference is None: reference = sorted(set(load_fsdd().frame.speaker) - set(TEST_SPEAKERS))
+    target = torch.stack([_fsdd_spectrum(s, peak) for s in reference]).mean(0)
+    return {s: target - _fsdd_spectrum(s, peak) for s in speakers}
+
+@functools.lru_cache(maxsize=None)
+def _fsdd_spectrum(speaker:str, peak:float|None) -> Tensor:
+    "`speaker_spectrum` of all of an FSDD speaker's clips, measured once per session."
+    return speaker_spectrum([a for a, _ in _speaker_clips(speaker)], peak)
+
 class DigitUtterances:
     "Utterances of several spoken digits made by joining FSDD clips of one speaker; `batch` gives log-mel features and tokens."
     def __init__(self,
@@ -544,6 +577,7 @@ class DigitUtterances:
                  spec_augment:bool=False, # also mask 2 mel bands and 2 time stretches of the features (SpecAugment)
                  vtlp:float=0.0, # stretch each utterance's mel axis by a factor in [1 - vtlp, 1 + vtlp], when `augment`
                  peak:float|None=0.5, # scale each utterance so its loudest sample is this (None: as recorded)
+                 gains:Mapping[str, Tensor]|None=None, # per speaker, (80,) log10 gains for the mel bins (`equalizer_gains`)
                  tokenizer:DigitTokenizer|None=None, # the tokenizer of the targets
                 ):
         frame = load_fsdd().frame
@@ -553,6 +587,7 @@ class DigitUtterances:
         self.clips = {s: _speaker_clips(s)[:max_clips] for s in speakers}
         self.speakers, self.max_digits, self.augment = speakers, max_digits, augment
         self.speed, self.spec_augment, self.vtlp, self.peak = speed, spec_augment, vtlp, peak
+        self.gains = {s: torch.as_tensor(g, dtype=torch.float32) for s, g in (gains or {}).items()}
         self.n_samples = int(seconds * SAMPLE_RATE)
         self.tokenizer = tokenizer or DigitTokenizer()
 
@@ -563,8 +598,13 @@ class DigitUtterances:
                rng:np.random.Generator, # the randomness
               ) -> tuple[np.ndarray, str]:
         "One utterance: 16 kHz samples and its text, e.g. 'three one four'."
+        return self._sample(rng)[:2]
+
+    def _sample(self, rng:np.random.Generator) -> tuple[np.ndarray, str, str]:
+        "One utterance: samples, text and speaker."
         while True:
-            clips = self.clips[self.speakers[rng.integers(len(self.speakers))]]
+            speaker = self.speakers[rng.integers(len(self.speakers))]
+            clips = self.clips[speaker]
             parts, words = [np.zeros(int(rng.uniform(0.0, 0.3) * SAMPLE_RATE), np.float32)], []
             for _ in range(rng.integers(1, self.max_digits + 1)):
                 audio, digit = clips[rng.integers(len(clips))]
@@ -580,16 +620,18 @@ class DigitUtterances:
         if self.augment:
             if self.peak is not None: audio = audio * rng.uniform(0.6, 1.4)
             audio = audio + rng.normal(0, rng.uniform(0, 0.01), len(audio)).astype(np.float32)
-        return audio, " ".join(words)
+        return audio, " ".join(words), speaker
 
     def batch(self,
               n:int, # utterances
               rng:np.random.Generator, # the randomness
              ) -> tuple[Tensor, Tensor, list[str]]:
         "(n, 80, frames) log-mel features, (n, T) tokens (prompt, words, `eot`, padded with `eot`) and the texts."
-        pairs = [self.sample(rng) for _ in range(n)]
+        drawn = [self._sample(rng) for _ in range(n)]
+        pairs = [(a, t) for a, t, _ in drawn]
         audio = torch.from_numpy(np.stack([pad_or_trim(a, self.n_samples) for a, _ in pairs]))  # (n, samples)
-        mel = log_mel_spectrogram(audio)  # (n, 80, samples // 160)
+        gain = torch.stack([self.gains.get(s, torch.zeros(80)) for *_, s in drawn]) if self.gains else None  # (n, 80)
+        mel = log_mel_spectrogram(audio, gain=gain)  # (n, 80, samples // 160)
         if self.augment and self.vtlp: mel = warp_mel(mel, torch.from_numpy(rng.uniform(1 - self.vtlp, 1 + self.vtlp, n)))
         if self.augment and self.spec_augment: mel = spec_augment(mel, rng)
         tok = self.tokenizer
@@ -691,11 +733,23 @@ def digit_test_set(
     seed:int=1234, # fixed, so every run is scored on the same utterances
     seconds:float=2.4, # the feature length
     peak:float|None=0.5, # the level every utterance is scaled to, as in training (None: as recorded)
+    equalize:bool=False, # bring each speaker's long-term spectrum to the training speakers' average (`equalizer_gains`)
 ) -> tuple[Tensor, list[str]]:
     "(n, 80, frames) features and texts of un-augmented utterances by `speakers`."
-    ds = DigitUtterances(speakers, augment=False, seconds=seconds, peak=peak)
+    gains = equalizer_gains(speakers, peak=peak) if equalize else None
+    ds = DigitUtterances(speakers, augment=False, seconds=seconds, peak=peak, gains=gains)
     mel, _, texts = ds.batch(n, np.random.default_rng(seed))
     return mel, texts
+
+def digit_test_speakers(
+    n:int=200, # utterances
+    speakers:Sequence[str]=TEST_SPEAKERS, # held-out speakers
+    seed:int=1234, # as in `digit_test_set`
+    seconds:float=2.4, # as in `digit_test_set`
+) -> list[str]:
+    "Who speaks each utterance of `digit_test_set` called with the same arguments: the same draws, without the features."
+    ds, rng = DigitUtterances(speakers, augment=False, seconds=seconds), np.random.default_rng(seed)
+    return [ds._sample(rng)[2] for _ in range(n)]
 
 # %% ../nbs/10_whisper.ipynb #fdeead77
 def save_digit_model(

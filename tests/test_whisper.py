@@ -222,6 +222,38 @@ def test_digit_utterances_peak_and_vtlp():
     assert torch.equal(c[0], d[0])  # vtlp belongs to augmentation: never applied to test utterances
 
 
+def test_mel_gain_and_speaker_spectrum():
+    from llmcourse.whisper import speaker_spectrum
+    rng = np.random.default_rng(0)
+    a = (rng.normal(0, 0.1, 16000) * np.sin(np.linspace(0, 30, 16000)) ** 2).astype(np.float32)  # noise with loud and quiet stretches
+    louder = log_mel_spectrogram(a * np.sqrt(10))  # ten times the power: +1 in log10 before the floor
+    assert_close(log_mel_spectrogram(a, gain=torch.ones(80)), louder, atol=1e-4, rtol=0)
+    assert torch.equal(log_mel_spectrogram(a, gain=torch.zeros(80)), log_mel_spectrogram(a))
+    g = torch.linspace(-1, 1, 80)
+    both = log_mel_spectrogram(np.stack([a, a[::-1].copy()]), gain=torch.stack([g, -g]))  # one curve per row
+    assert_close(both[0], log_mel_spectrogram(a, gain=g)); assert_close(both[1], log_mel_spectrogram(a[::-1].copy(), gain=-g))
+    base = speaker_spectrum([a, a[:8000]], peak=None)
+    assert base.shape == (80,)
+    assert_close(speaker_spectrum([a * 10, a[:8000] * 10], peak=None) - base, torch.full((80,), 2.0), atol=1e-3, rtol=0)
+    assert_close(speaker_spectrum([a * 10], peak=0.5), speaker_spectrum([a], peak=0.5))  # the peak scaling removes the level
+    with pytest.raises(ValueError, match="silent"): speaker_spectrum([])
+
+
+def test_equalizer_gains_and_equalised_utterances():
+    from llmcourse.whisper import TEST_SPEAKERS, DigitUtterances, digit_test_set, digit_test_speakers, equalizer_gains
+    assert_close(equalizer_gains(["george"], reference=["george"])["george"], torch.zeros(80))  # a speaker against himself
+    g = equalizer_gains(["jackson", "theo"], reference=["george", "lucas"])
+    assert set(g) == {"jackson", "theo"} and not torch.equal(g["jackson"], g["theo"])
+    bump = DigitUtterances(TEST_SPEAKERS, augment=False, gains={"jackson": torch.full((80,), 0.25)})
+    mel_bump, _, texts_bump = bump.batch(20, np.random.default_rng(1234))  # digit_test_set's draws
+    mel, texts = digit_test_set(20)
+    who = digit_test_speakers(20)
+    assert texts_bump == texts and sorted(set(who)) == ["jackson", "theo"]
+    assert [not torch.equal(a, b) for a, b in zip(mel, mel_bump)] == [w == "jackson" for w in who]  # only jackson's change
+    mel_eq, texts_eq = digit_test_set(20, equalize=True)
+    assert texts == texts_eq and mel.shape == mel_eq.shape and not torch.equal(mel, mel_eq)
+
+
 def test_train_digits_logs_the_averaged_model():
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from llmcourse.whisper import DigitUtterances, Whisper, digit_test_set, train_digits
@@ -253,6 +285,12 @@ def test_shipped_digit_models_and_ensemble(tmp_path):
     votes = ensemble_transcribe(models, mel, tok, warps=(0.85, 0.92, 1.0, 1.08, 1.15))
     ensemble_wer = word_error_rate(texts, votes)
     assert ensemble_wer <= 0.18 and ensemble_wer < np.mean(singles)  # measured 16.6% against a mean of 19.5%
+    eq_mel, eq_texts = digit_test_set(200, equalize=True)  # each held-out speaker equalised to the training voices
+    assert eq_texts == texts
+    eq_singles = [evaluate(m, eq_mel, texts, tok)[0] for m in models]
+    assert all(e < s for e, s in zip(eq_singles, singles)), (eq_singles, singles)  # measured 16.8%, 16.3%, 11.4%
+    eq_wer = word_error_rate(texts, ensemble_transcribe(models, eq_mel, tok, warps=(0.85, 0.92, 1.0, 1.08, 1.15)))
+    assert eq_wer <= 0.15, eq_wer  # the lesson's target; measured 11.7%
     model = models[0]
     again = load_digit_model(save_digit_model(model, tmp_path/"m.pt"))
     assert_close(again(mel[:2], torch.tensor([DigitTokenizer().sot_sequence] * 2)), model(mel[:2], torch.tensor([DigitTokenizer().sot_sequence] * 2)))
