@@ -543,6 +543,7 @@ def speaker_spectrum(
     "(80,) the mean log10 mel power of the speech frames of `clips`: the long-term spectrum of a voice through its microphone."
     total, frames = torch.zeros(80), 0
     for audio in clips:
+        if len(audio) < N_FFT or not np.any(audio): continue  # too short for one window, or silent: no speech to measure
         log_spec = 4 * log_mel_spectrogram(audio if peak is None else normalize_peak(audio, peak)) - 4  # (80, frames) log10 power
         energy = torch.logsumexp(log_spec * math.log(10), 0) / math.log(10)  # (frames,) log10 of each frame's total power
         speech = energy > energy.max() - speech_db / 10
@@ -588,6 +589,8 @@ class DigitUtterances:
         self.speakers, self.max_digits, self.augment = speakers, max_digits, augment
         self.speed, self.spec_augment, self.vtlp, self.peak = speed, spec_augment, vtlp, peak
         self.gains = {s: torch.as_tensor(g, dtype=torch.float32) for s, g in (gains or {}).items()}
+        bad = {s: tuple(g.shape) for s, g in self.gains.items() if g.shape != (80,)}
+        if bad: raise ValueError(f"A speaker's gains are one value per mel bin, shape (80,); got {bad}")
         self.n_samples = int(seconds * SAMPLE_RATE)
         self.tokenizer = tokenizer or DigitTokenizer()
 

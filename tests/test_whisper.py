@@ -237,6 +237,8 @@ def test_mel_gain_and_speaker_spectrum():
     assert_close(speaker_spectrum([a * 10, a[:8000] * 10], peak=None) - base, torch.full((80,), 2.0), atol=1e-3, rtol=0)
     assert_close(speaker_spectrum([a * 10], peak=0.5), speaker_spectrum([a], peak=0.5))  # the peak scaling removes the level
     with pytest.raises(ValueError, match="silent"): speaker_spectrum([])
+    with pytest.raises(ValueError, match="silent"): speaker_spectrum([np.zeros(16000, np.float32), a[:100]])  # silence, too short
+    assert_close(speaker_spectrum([a, np.zeros(16000, np.float32)], peak=None), speaker_spectrum([a], peak=None))  # silence is skipped
 
 
 def test_equalizer_gains_and_equalised_utterances():
@@ -251,6 +253,7 @@ def test_equalizer_gains_and_equalised_utterances():
     assert texts_bump == texts and sorted(set(who)) == ["jackson", "theo"]
     assert [not torch.equal(a, b) for a, b in zip(mel, mel_bump)] == [w == "jackson" for w in who]  # only jackson's change
     mel_eq, texts_eq = digit_test_set(20, equalize=True)
+    with pytest.raises(ValueError, match="shape"): DigitUtterances(["theo"], gains={"theo": torch.zeros(40)})
     assert texts == texts_eq and mel.shape == mel_eq.shape and not torch.equal(mel, mel_eq)
 
 
