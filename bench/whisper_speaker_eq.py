@@ -18,7 +18,7 @@ import argparse, json, time
 import numpy as np, torch
 from llmcourse.data import load_fsdd
 from llmcourse.whisper import (TEST_SPEAKERS, DigitTokenizer, DigitUtterances, _speaker_clips, digit_test_set, digit_test_speakers,
-                               evaluate, load_digit_model, speaker_spectrum, word_error_rate)
+                               ensemble_transcribe, evaluate, load_digit_model, speaker_spectrum, word_error_rate)
 
 WARPS = (0.85, 0.92, 1.0, 1.08, 1.15)
 
@@ -51,8 +51,9 @@ def main():
     assert texts == digit_test_set(200)[1]
     train_speakers = sorted(set(load_fsdd().frame.speaker) - set(TEST_SPEAKERS))
     clips = {s: [x for x, _ in _speaker_clips(s)] for s in set(train_speakers) | set(TEST_SPEAKERS)}
+    targets = {db: torch.stack([speaker_spectrum(clips[s], speech_db=db) for s in train_speakers]).mean(0) for db in (20.0, 30.0, 40.0)}
     def gains(pick=lambda s, c: c, speech_db=30.0, degree=None):
-        target = torch.stack([speaker_spectrum(clips[s], speech_db=speech_db) for s in train_speakers]).mean(0)
+        target = targets[speech_db]  # the training speakers' average, measured once per speech cut
         g = {s: target - speaker_spectrum(pick(s, clips[s]), speech_db=speech_db) for s in TEST_SPEAKERS}
         return g if degree is None else {s: smooth(v, degree) for s, v in g.items()}
     draw = lambda k: (lambda s, c: [c[i] for i in np.random.default_rng(k).choice(len(c), 50, replace=False)])

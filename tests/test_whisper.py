@@ -253,8 +253,8 @@ def test_equalizer_gains_and_equalised_utterances():
     assert texts_bump == texts and sorted(set(who)) == ["jackson", "theo"]
     assert [not torch.equal(a, b) for a, b in zip(mel, mel_bump)] == [w == "jackson" for w in who]  # only jackson's change
     mel_eq, texts_eq = digit_test_set(20, equalize=True)
-    with pytest.raises(ValueError, match="shape"): DigitUtterances(["theo"], gains={"theo": torch.zeros(40)})
     assert texts == texts_eq and mel.shape == mel_eq.shape and not torch.equal(mel, mel_eq)
+    with pytest.raises(ValueError, match="shape"): DigitUtterances(["theo"], gains={"theo": torch.zeros(40)})
 
 
 def test_train_digits_logs_the_averaged_model():
