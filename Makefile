@@ -1,6 +1,8 @@
 # The README's commands live here, and nowhere else.
 #   make course   execute every lesson in quick mode (offline with LLMCOURSE_MIRROR) and print a timing table
-#   make test     notebooks clean and in sync with the library, every lesson as a test, then pytest
+#   make test     notebooks clean and in sync with the library, then pytest: every lesson run from the installed wheel
+#                 outside the repository (tests/test_course.py), the lesson linter, the unit tests, the browser test
+#   make slow     the long runs: every slow cell and slow test, then the bench results they feed
 #   make lab      open JupyterLab on nbs/
 # Set LLMCOURSE_MIRROR to a folder or URL prefix that mirrors the data sets to run without a network,
 # e.g. `LLMCOURSE_MIRROR=../shared/data make test`.
@@ -16,14 +18,14 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
-# nbdev-test runs each notebook from nbs/: make a relative mirror folder absolute first
+# lessons run in folders of their own: make a relative mirror folder absolute first
 ifneq ($(strip $(LLMCOURSE_MIRROR)),)
 ifeq ($(findstring ://,$(LLMCOURSE_MIRROR)),)
 export LLMCOURSE_MIRROR := $(abspath $(LLMCOURSE_MIRROR))
 endif
 endif
 
-.PHONY: setup course test check-sync nbtest pytest docs lab
+.PHONY: setup course test check-sync nbtest pytest slow docs lab
 
 # torch first, from the pinned pair (on this machine's disk); then llama-cpp-python from a wheel built once for
 # this CPU and cached; then the package with every extra the quick course and the tests use; then the two packages
@@ -34,25 +36,30 @@ setup:
 	$(PYTHON) -m pip install -q -e ".[dev,all]"
 	$(PYTHON) -m pip install -q --no-deps -r tools/no-deps-requirements.txt
 
+# every lesson in quick mode, each in a process and a folder of its own, two at a time; a timing table at the end
 course: setup
-	llmcourse run
+	llmcourse run --jobs $(NBDEV_WORKERS)
 
 check-sync:
 	$(PYTHON) tools/check_sync.py
 
-# each notebook in its own nbdev-test process (as a learner's kernel would be): nbdev-test's own workers are reused
-# across notebooks, and a library one lesson imports (fastai patches torch.Tensor) must not change the next lesson.
-# Lesson 12 starts first and lesson 13 last: 13's arena loads the models 12 trains and caches in LLMCOURSE_HOME.
+# the lessons alone, run exactly as `make test` runs them: from the wheel, outside the repository
 nbtest:
-	{ echo nbs/12_assistant.ipynb; ls -r nbs/*.ipynb | grep -v -e 12_assistant -e 13_leaderboard; echo nbs/13_leaderboard.ipynb; } \
-	  | xargs -P $(NBDEV_WORKERS) -n 1 nbdev-test --timing
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_course.py
 
 pytest:
 	$(PYTHON) -m pytest -q -p no:cacheprovider --timeout 900
 
 # the tests never reach for a public address: data comes from LLMCOURSE_MIRROR or the local store
 test: export LLMCOURSE_OFFLINE = 1
-test: setup check-sync nbtest pytest
+test: setup check-sync pytest
+
+# the long runs: every slow cell (no 600 s limit per cell), every slow test, then bench/ results regenerated
+slow: export LLMCOURSE_OFFLINE = 1
+slow: setup
+	llmcourse run --slow --cell-timeout 14400
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m slow --timeout 14400
+	$(PYTHON) bench/collect_results.py
 
 docs:
 	llmcourse docs

@@ -1,18 +1,27 @@
 #!/usr/bin/env python
-"""Gather the last results of every benchmark (bench/RESULTS_<lesson>.md, written by each script) into bench/RESULTS.md."""
+"""Gather every lesson's bench/NN_lesson/RESULTS.md into bench/RESULTS.md, in the order of the course (cli.COURSE).
+
+Runs saved by slow cells with `llmcourse.core.save_run` (under LLMCOURSE_HOME/runs/) are copied into their lesson's
+bench folder first, so `make slow` leaves their latest numbers in the repository.
+"""
+import json, shutil
 from pathlib import Path
+from llmcourse.cli import COURSE
+from llmcourse.core import cache_dir
 
 here = Path(__file__).resolve().parent
-order = ["tokenizers", "elmo", "ulmfit", "transformer", "gpt", "clip", "whisper", "llama", "serve"]
-parts = sorted(here.glob("RESULTS_*.md"), key=lambda p: (order.index(p.stem[8:]) if p.stem[8:] in order else 99, p.stem))
+copied = []
+for run in sorted(cache_dir("runs").glob("*/*.json")):
+    dest = here/run.parent.name/"runs"/run.name
+    dest.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(run, dest); copied.append(dest.relative_to(here))
+parts = [here/l.stem/"RESULTS.md" for l in COURSE if (here/l.stem/"RESULTS.md").exists()]
 out = ["# Benchmark results", "",
-       "The last results of every script in `bench/`, gathered by `python bench/collect_results.py` from the",
-       "`RESULTS_<lesson>.md` file each script writes. Each section names its machine, threads and torch version.",
-       "Most were measured on the 2-core development machine while other work shared it: wall times there are",
-       "pessimistic, and the sections say so where it mattered.", ""]
-out += [f"- [{p.stem[8:]}](#{p.stem[8:]})" for p in parts] + [""]
+       "Every lesson's `bench/NN_lesson/RESULTS.md`, gathered by `python bench/collect_results.py` in course order. Each",
+       "section is written by the script it names, with the command, the commit and the machine.", ""]
+out += [f"- [{p.parent.name}](#{p.parent.name})" for p in parts] + [""]
 for p in parts:
     text = p.read_text().strip()
-    out += [f'<a id="{p.stem[8:]}"></a>', "", text, ""]
+    if text.startswith("# "): text = "#" + text # each lesson's title becomes a section here
+    out += [f'<a id="{p.parent.name}"></a>', "", text, ""]
 (here/"RESULTS.md").write_text("\n".join(out))
-print(f"bench/RESULTS.md: {len(parts)} sections")
+print(f"bench/RESULTS.md: {len(parts)} lessons; copied {len(copied)} runs from {cache_dir('runs')}")

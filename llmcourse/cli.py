@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COURSE', 'MAP_START', 'MAP_END', 'QUICK_EXTRAS', 'NO_DEPS_REQUIREMENTS', 'Lesson', 'repo_root', 'repository_url',
-           'badges', 'course_map_markdown', 'index_markdown', 'sidebar_yaml', 'sync_docs', 'load_registrations',
-           'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines', 'doctor', 'lesson_notebooks',
-           'run_lessons', 'main']
+__all__ = ['REPOSITORY', 'COURSE', 'MAP_START', 'MAP_END', 'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD', 'SOLUTION_METADATA',
+           'HISTORY_WORDS', 'FIGURE_CALLS', 'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root', 'repository_url', 'badges',
+           'course_map_markdown', 'index_markdown', 'sidebar_yaml', 'sync_docs', 'install_commands', 'setup_cell',
+           'solution_cell', 'is_solution_cell', 'lint_lesson', 'data_list', 'data_verify', 'requirements_by_extra',
+           'doctor_lines', 'doctor', 'lesson_notebooks', 'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
 from .core import course_mode, default_device, llmcourse_home
@@ -23,30 +24,44 @@ from . import data as lcdata
 # %% ../nbs/90_cli.ipynb #a41263ee
 @dataclass(frozen=True)
 class Lesson:
-    "One lesson of the course: its number, notebook stem, title and a one-line description."
-    number: str # "00" to "14"
+    "One lesson of the course: its number, notebook stem, title, a one-line description, and what it needs installed."
+    number: str # "00" to "14"; a letter marks a lesson between two numbers, e.g. "07b" comes after "07"
     stem: str # the notebook's file name without .ipynb
     title: str
     blurb: str
     part: str # the sidebar section
+    extras: tuple = () # the extras of `llmcourse` the lesson needs beyond the core dependencies
+    needs: tuple = () # stems of lessons whose results (cached under LLMCOURSE_HOME) this one loads
+
+REPOSITORY = "https://github.com/llmcourse/llmcourse" # where Colab installs the package from (pyproject's Repository)
 
 COURSE = [
-    Lesson("00", "00_core", "Core tools", "devices, seeds, quick/full mode, training histories, checked exercises", "Foundations"),
-    Lesson("01", "01_data", "Data", "a registry of data sets with checked, atomic downloads, an offline mirror, generated tasks", "Foundations"),
+    Lesson("00", "00_core", "Core tools", "devices, seeds, quick/full mode, schedules, training histories, checked exercises", "Foundations"),
+    Lesson("01", "01_data", "Data", "a registry of data sets with checked, atomic downloads, an offline mirror, one audio loader, generated tasks", "Foundations", ("audio",)),
     Lesson("02", "02_tokenizers", "Tokenizers", "character, word and byte-level BPE from scratch, against Hugging Face tokenizers", "Foundations"),
-    Lesson("03", "03_elmo", "ELMo", "contextual embeddings from allennlp-light parts, matching AllenNLP's own test vectors", "Before transformers"),
-    Lesson("04", "04_ulmfit", "ULMFiT", "pretrain, fine-tune and classify with fastai's AWD-LSTM", "Before transformers"),
+    Lesson("03", "03_elmo", "ELMo", "contextual embeddings from allennlp-light parts, matching AllenNLP's own test vectors", "Before transformers", ("elmo",)),
+    Lesson("04", "04_ulmfit", "ULMFiT", "pretrain, fine-tune and classify with fastai's AWD-LSTM", "Before transformers", ("ulmfit",)),
     Lesson("05", "05_transformer", "The Transformer", "attention, masks, label smoothing and the Noam schedule, trained on seq2seq tasks", "Transformers"),
     Lesson("06", "06_gpt", "GPT-2", "a GPT-2 that loads Hugging Face weights, trained on tiny Shakespeare, with a KV cache", "Transformers"),
-    Lesson("07", "07_bert", "BERT, RoBERTa, XLNet", "encoders, masked-LM pretraining, the real MiniLM, fine-tuning on SST-2", "Transformers"),
+    Lesson("07", "07_bert", "BERT and RoBERTa", "encoders, masked-LM pretraining, the real MiniLM, fine-tuning on SST-2", "Transformers", ("bert",)),
+    Lesson("07b", "07b_xlnet", "XLNet", "permutation language modelling and two-stream attention, against transformers", "Transformers"),
     Lesson("08", "08_t5", "T5", "text-to-text multi-task training, span corruption, relative position buckets", "Transformers"),
     Lesson("09", "09_clip", "ViT and CLIP", "patches, contrastive training, zero-shot classification on generated images", "Beyond text"),
-    Lesson("10", "10_whisper", "Whisper", "log-mel spectrograms, a tiny Whisper on spoken digits, the real tiny.en offline", "Beyond text"),
-    Lesson("11", "11_llama", "Llama locally", "GGUF, quantization and llama.cpp: SmolLM2 in your own PyTorch model", "Assistants"),
-    Lesson("12", "12_assistant", "The assistant pipeline", "pretraining, SFT, a reward model, RLHF and DPO on a CPU", "Assistants"),
-    Lesson("13", "13_leaderboard", "The Elo leaderboard", "online Elo and Bradley-Terry with intervals, a local arena", "Assistants"),
-    Lesson("14", "14_serve", "A local OpenAI-compatible server", "chat, completions, embeddings and transcription behind the OpenAI API", "Assistants"),
+    Lesson("09b", "09b_diffusion", "Diffusion", "DDPM and DDIM from scratch, a small U-Net, guidance and latent diffusion: a Stable Diffusion in miniature", "Beyond text", ("diffusion",)),
+    Lesson("09c", "09c_layoutlm", "LayoutLM", "BERT with 2-D positions: reading fields from generated documents", "Beyond text"),
+    Lesson("10", "10_whisper", "Whisper", "log-mel spectrograms, a tiny Whisper on spoken digits, the real tiny.en offline", "Beyond text", ("audio",)),
+    Lesson("10b", "10b_wav2vec2", "wav2vec 2.0 and XLS-R", "a convolutional encoder, CTC and self-supervised pretraining on spoken digits", "Beyond text", ("audio",)),
+    Lesson("11", "11_llama", "Llama locally", "GGUF, quantization and llama.cpp: SmolLM2 in your own PyTorch model", "Assistants", ("llama",)),
+    Lesson("12", "12_assistant", "The assistant pipeline", "pretraining, SFT, a reward model, RLHF and DPO on a CPU", "Assistants", ("rl",)),
+    Lesson("13", "13_leaderboard", "The Elo leaderboard", "online Elo and Bradley-Terry with intervals, a local arena", "Assistants", ("llama", "rl"), ("12_assistant",)),
+    Lesson("14", "14_serve", "A local OpenAI-compatible server", "chat, completions, embeddings and transcription behind the OpenAI API", "Assistants", ("serve",)),
 ]
+
+def lesson(name:str) -> Lesson:
+    "The `Lesson` whose number or stem is `name` (e.g. `'06'`, `'06_gpt'`, `'7b'`)."
+    for l in COURSE:
+        if name in (l.stem, l.number, l.number.lstrip("0")) or (name.isdigit() and l.number == name.zfill(2)): return l
+    raise ValueError(f"No lesson {name!r}; the lessons are {', '.join(l.stem for l in COURSE)}")
 
 # %% ../nbs/90_cli.ipynb #32934320
 def repo_root(start:str|Path|None=None) -> Path:
@@ -63,7 +78,7 @@ def repository_url(root:str|Path|None=None) -> str:
     cfg = tomllib.loads((repo_root(root)/"pyproject.toml").read_text())
     return cfg["project"]["urls"]["Repository"].rstrip("/")
 
-def badges(stem:str, repo_url:str, branch:str="main") -> str:
+def badges(stem:str, repo_url:str=REPOSITORY, branch:str="main") -> str:
     "Colab and Binder badges for notebook `stem`, built from the repository URL."
     user_repo = repo_url.split("github.com/", 1)[1]
     colab = f"https://colab.research.google.com/github/{user_repo}/blob/{branch}/nbs/{stem}.ipynb"
@@ -133,23 +148,135 @@ def sync_docs(root:str|Path|None=None, write:bool=True) -> list[str]:
             if write: p.write_text(text)
     return changed
 
-# %% ../nbs/90_cli.ipynb #5514c2f2
-def load_registrations() -> list[str]:
-    "Import the lesson modules so that the resources they register (full-mode checkpoints) are in the registry; the ones that could not be imported."
-    import importlib, pkgutil, llmcourse
-    skipped = []
-    for m in pkgutil.iter_modules(llmcourse.__path__):
-        if m.name.startswith("_") or m.name in ("cli", "serve"): continue
-        try: importlib.import_module(f"llmcourse.{m.name}")
-        except ImportError as e: skipped.append(f"llmcourse.{m.name} ({e})")
-    return skipped
+# %% ../nbs/90_cli.ipynb #e74125d1
+NO_DEPS_REQUIREMENTS = ("allennlp-light>=1.0,<2", "ai2-tango>=1.3,<2") # their declared requirements would downgrade transformers
 
+def install_commands(
+    stem:str, # the lesson's notebook stem, e.g. "11_llama"
+    branch:str="main", # the branch of the repository to install from
+) -> list[list[str]]:
+    "The pip commands (argument lists, after `python -m`) that install what lesson `stem` needs."
+    l = lesson(stem)
+    extras = ",".join([*l.extras, "full"])
+    cmds = [["pip", "install", "-q", f"llmcourse[{extras}] @ git+{REPOSITORY}@{branch}"]]
+    if "elmo" in l.extras: cmds.append(["pip", "install", "-q", "--no-deps", *NO_DEPS_REQUIREMENTS])
+    return cmds
+
+def setup_cell(
+    stem:str, # the lesson's notebook stem
+) -> str:
+    "The source of lesson `stem`'s setup cell: install the package where it is missing (Colab), pick the mode."
+    runs = [f'    subprocess.run([sys.executable, "-m", {", ".join(json.dumps(a) for a in c)}], check=True)'
+            for c in install_commands(stem)]
+    return "\n".join([
+        "#| hide",
+        "# Setup: on Colab (or wherever llmcourse is not installed) install it with what this lesson needs; Colab keeps its",
+        "# own torch. Anywhere else this does nothing. With a GPU, and LLMCOURSE_MODE not set, the lesson runs in full mode.",
+        "import importlib.util, os, subprocess, sys",
+        'if importlib.util.find_spec("llmcourse") is None:',
+        *runs,
+        'if "LLMCOURSE_MODE" not in os.environ:',
+        "    import torch",
+        '    os.environ["LLMCOURSE_MODE"] = "full" if torch.cuda.is_available() else "quick"'])
+
+# %% ../nbs/90_cli.ipynb #d35117c1
+SOLUTION_HEAD = '#| code-fold: true\n#| code-summary: "Solution"\n#@title Solution\n'
+SOLUTION_METADATA = {"cellView": "form", "jupyter": {"source_hidden": True}}
+
+def solution_cell(
+    source:str, # the solution's code
+    cell_id:str|None=None, # keep the id of the cell it replaces
+) -> dict:
+    "A notebook code cell holding `source` as an exercise solution, hidden in JupyterLab, Colab and the docs."
+    import uuid, copy
+    body = source[len(SOLUTION_HEAD):] if source.startswith(SOLUTION_HEAD) else source
+    return {"cell_type": "code", "execution_count": None, "id": cell_id or uuid.uuid4().hex[:8],
+            "metadata": copy.deepcopy(SOLUTION_METADATA), "outputs": [], "source": (SOLUTION_HEAD + body).splitlines(keepends=True)}
+
+def is_solution_cell(cell:dict) -> bool:
+    "True for a code cell marked as a hidden solution in all three ways."
+    md_ = cell.get("metadata", {})
+    return (cell["cell_type"] == "code" and "".join(cell["source"]).startswith(SOLUTION_HEAD)
+            and md_.get("cellView") == "form" and md_.get("jupyter", {}).get("source_hidden") is True)
+
+# %% ../nbs/90_cli.ipynb #f3c7e7ff
+HISTORY_WORDS = [r"\bthe issue\b", r"\bissue\s*#?\d", r"\bshipped weights\b", r"\bsweeps?\b", r"\b20\d\d-\d\d-\d\d\b",
+                 r"\bhow we got here\b", r"\bwe tried\b", r"\bthis session\b", r"\bTODO\b", r"\bFIXME\b"] # words of development history
+FIGURE_CALLS = r"\bplt\.|\.plot\(|\.imshow\(|\.hist\(|\.bar\(|\.scatter\(|\.matshow\(|\.pcolormesh\(" # code that draws a picture
+
+def _headings(nb:dict) -> list[tuple[int, str, int]]:
+    "(cell index, text, level) of every markdown heading outside code fences, with code cells as level-0 markers."
+    out = []
+    for i, c in enumerate(nb["cells"]):
+        if c["cell_type"] != "markdown": out.append((i, "", 0)); continue
+        fenced = False
+        for line in "".join(c["source"]).splitlines():
+            if line.strip().startswith("```"): fenced = not fenced; continue
+            m = re.match(r"^(#{1,6})\s+(.*)$", line)
+            if m and not fenced: out.append((i, m.group(2).strip(), len(m.group(1))))
+            elif line.strip() and not fenced: out.append((i, "", 0))
+    return out
+
+def lint_lesson(
+    path:str|Path, # a lesson notebook, nbs/NN_name.ipynb
+) -> list[str]:
+    "What lesson `path` breaks of the course's rules for a lesson, as `rule: detail` lines (empty when it follows them)."
+    path = Path(path); stem = path.stem
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]; problems = []
+    def bad(rule, detail): problems.append(f"{rule}: {detail}")
+    try: this = lesson(stem)
+    except ValueError: return [f"course: {stem} is not in cli.COURSE"]
+    md_cells = [(i, "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "markdown"]
+    code_cells = [(i, "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "code"]
+    first = "".join(cells[0]["source"]) if cells and cells[0]["cell_type"] == "markdown" else ""
+    title = first.splitlines()[0] if first else ""
+    if not re.match(rf"^# {re.escape(this.number)} [^#\s]", title): bad("title", f"the first cell must start with '# {this.number} <title>', it starts with {title[:40]!r}")
+    if not re.search(r"^> \S", first, re.M): bad("summary line", "the title cell needs a one-line '> ...' summary")
+    if badges(stem) not in first: bad("badges", "the title cell lacks the Colab and Binder badges made by cli.badges")
+    if "you will be able to" not in first.lower(): bad("outcomes", "the title cell must say what the learner 'will be able to' do")
+    if not code_cells or code_cells[0][1] != setup_cell(stem): bad("setup cell", "the first code cell must be exactly cli.setup_cell(stem)")
+    heads = _headings(nb)
+    h1 = [t for _, t, lvl in heads if lvl == 1]
+    if len(h1) != 1: bad("markdown renders", f"one H1 heading (the title) expected, found {len(h1)}: {h1[:4]}")
+    seen = set()
+    for k, (i, text, lvl) in enumerate(heads):
+        if not lvl: continue
+        if (lvl, text) in seen: bad("markdown renders", f"heading {'#'*lvl} {text!r} appears twice")
+        seen.add((lvl, text))
+        nxt = next((h for h in heads[k+1:]), None)
+        if lvl > 1 and (nxt is None or 0 < nxt[2] <= lvl): bad("markdown renders", f"heading {text!r} (cell {i}) has nothing under it")
+    written = [l for l in COURSE if (path.parent/f"{l.stem}.ipynb").exists()]
+    pos = [l.stem for l in written].index(stem) if stem in [l.stem for l in written] else None
+    prev_ = written[pos-1] if pos else None
+    next_ = written[pos+1] if pos is not None and pos + 1 < len(written) else None
+    opening = "\n".join(s for i, s in md_cells[:3])
+    if prev_ and f"({prev_.stem}.ipynb" not in opening: bad("arc", f"the opening must link to the previous lesson ({prev_.stem}.ipynb)")
+    summary_at = next((i for i, s in md_cells if re.search(r"^## Summary\s*$", s, re.M)), None)
+    if summary_at is None: bad("summary", "a '## Summary' section is missing")
+    if next_:
+        after = "\n".join(s for i, s in md_cells if summary_at is not None and i >= summary_at)
+        if f"({next_.stem}.ipynb" not in after: bad("arc", f"the end (from the summary on) must link to the next lesson ({next_.stem}.ipynb)")
+    if not any(re.search(FIGURE_CALLS, s) for _, s in code_cells): bad("figure", "no cell draws a picture")
+    n_ex = sum(len(re.findall(r"\bExercise\(", s)) for _, s in code_cells)
+    n_sol = sum(is_solution_cell(c) for c in cells)
+    if n_ex < 3: bad("exercises", f"at least three exercises (llmcourse.core.Exercise) expected, found {n_ex}")
+    if n_sol < n_ex: bad("exercises", f"{n_ex} exercises but {n_sol} hidden solution cells (see cli.solution_cell)")
+    for i, s in md_cells:
+        for pat in HISTORY_WORDS:
+            if m := re.search(pat, s, re.I): bad("no development history", f"cell {i} says {m.group(0)!r}; that belongs in bench/")
+    for i, c in enumerate(cells):
+        if "../" in "".join(c["source"]): bad("no ../ paths", f"cell {i} has a '../' path; find files through the package or the data registry")
+    return problems
+
+# %% ../nbs/90_cli.ipynb #5514c2f2
 def data_list() -> str:
     "A table of the registry: name, files, size, licence, and whether it is fetched."
     rows = [f"{'name':20} {'files':>5} {'MB':>8}  {'fetched':8} licence"]
     for r in lcdata.REGISTRY.values():
         have = all((lcdata.data_home()/r.folder/f.path).exists() for f in r.files)
-        rows.append(f"{r.name:20} {len(r.files):>5} {r.size/1e6:>8.2f}  {'yes' if have else 'no':8} {r.licence}")
+        size = f"{r.size/1e6:>8.2f}" if all(f.size for f in r.files) else f"{'?':>8}"
+        rows.append(f"{r.name:20} {len(r.files):>5} {size}  {'yes' if have else 'no':8} {r.licence}")
     return "\n".join(rows)
 
 def data_verify(names:list[str]|None=None) -> list[str]:
@@ -162,9 +289,7 @@ def data_verify(names:list[str]|None=None) -> list[str]:
     return problems
 
 # %% ../nbs/90_cli.ipynb #14eb2a1f
-QUICK_EXTRAS = ("elmo", "ulmfit", "llama", "audio", "bert", "serve", "rl")
-# installed with --no-deps (their declared requirements would downgrade transformers' stack): tools/no-deps-requirements.txt
-NO_DEPS_REQUIREMENTS = ("allennlp-light>=1.0,<2", "ai2-tango>=1.3,<2")
+QUICK_EXTRAS = ("elmo", "ulmfit", "llama", "audio", "bert", "serve", "rl") # what `llmcourse[all]` brings
 
 def requirements_by_extra() -> dict[str, list]:
     "The installed llmcourse's requirements grouped by extra ('' for the core ones), as `packaging` Requirements."
@@ -246,48 +371,73 @@ def doctor(print_fn=print) -> int:
     return int(any(s == "missing" for s, _ in lines))
 
 # %% ../nbs/90_cli.ipynb #f1bc9e9c
-def lesson_notebooks(root:str|Path|None=None, names:list[str]|None=None) -> list[Path]:
-    "The numbered notebooks of the course in order, or those matching `names` (a number like `05` or a stem)."
-    nbs = sorted(p for p in (repo_root(root)/"nbs").glob("[0-9][0-9]_*.ipynb"))
-    if not names: return nbs
+def lesson_notebooks(
+    nbs:str|Path|None=None, # the folder of the course's notebooks; default: nbs/ of the checkout around the working folder
+    names:list[str]|None=None, # lessons to pick, by number ("05", "7b") or stem; default: every lesson
+) -> list[Path]:
+    "The notebooks of the course's lessons in course order (those of `names` only, if given)."
+    nbs = Path(nbs) if nbs else repo_root()/"nbs"
+    written = [l for l in COURSE if (nbs/f"{l.stem}.ipynb").exists()]
+    extra = sorted(p for p in nbs.glob("[0-9][0-9]*_*.ipynb") if p.stem not in {l.stem for l in COURSE})
+    if not names: return [nbs/f"{l.stem}.ipynb" for l in written] + extra
     out = []
     for n in names:
-        hit = [p for p in nbs if p.stem == n or p.stem.split("_")[0] == n.zfill(2) or p.name == n]
-        if not hit: raise ValueError(f"No lesson {n!r}; the lessons are {', '.join(p.stem for p in nbs)}")
-        out += hit
+        hit = [p for p in extra if p.stem == n or p.name == n or p.stem.split("_")[0] == n.zfill(2)]
+        out += hit or [nbs/f"{lesson(n.removesuffix('.ipynb')).stem}.ipynb"]
+    missing = [p for p in out if not p.exists()]
+    if missing: raise ValueError(f"No notebook {missing[0].name} in {nbs}: that lesson is not written yet")
     return out
 
-def _execute_notebook(src:str, dest:str, skip_flags:str) -> int:
-    "Run notebook `src` as a copy at `dest`, saving its outputs there (used in a child process)."
+def _execute_notebook(src:str, dest:str, skip_flags:str, cell_timeout:int) -> int:
+    "Run notebook `src` as a copy at `dest` with the working folder set to dest's folder, saving its outputs there."
     from nbdev.test import test_nb
     shutil.copyfile(src, dest)
-    ok, _ = test_nb(dest, skip_flags=skip_flags.split(), save=True, do_print=False)
+    ok, _ = test_nb(dest, skip_flags=skip_flags.split(), save=True, do_print=False, cell_timeout=cell_timeout)
     return 0 if ok else 1
+
+def _order(nbs:list[Path]) -> list[Path]:
+    "Lessons that others need start first, then the rest from the last lesson back (the later lessons run longer)."
+    needed = {n for p in nbs for l in COURSE if l.stem == p.stem for n in l.needs}
+    return [p for p in nbs if p.stem in needed] + [p for p in reversed(nbs) if p.stem not in needed]
 
 def run_lessons(
     names:list[str]|None=None, # lessons to run, e.g. ["05", "06_gpt"]; default all
-    full:bool=False, # run in full mode
-    build:str|Path|None=None, # where executed notebooks go; default `_build/course` in the repository
+    full:bool=False, # run in full mode (keeps the `full` and `net` cells)
+    slow:bool=False, # also run the `slow` cells (long training runs)
+    build:str|Path|None=None, # where executed notebooks go, and the working folder they run in; default `_build/course`
+    nbs:str|Path|None=None, # the folder of the notebooks; default: nbs/ of the checkout around the working folder
+    jobs:int=1, # lessons run side by side, each in its own process
+    cell_timeout:int=600, # seconds a cell may take
     print_fn=print,
 ) -> tuple[int, list[tuple[str, str, float]]]:
-    "Execute lessons each in a child process; print a timing table; (exit status, rows)."
-    root = repo_root()
-    build = Path(build or root/"_build"/"course"); build.mkdir(parents=True, exist_ok=True)
+    "Execute lessons, each in a child process whose working folder holds nothing but the notebook; print a timing table."
+    import concurrent.futures as cf, tempfile, threading
+    nbs = Path(nbs).resolve() if nbs else repo_root()/"nbs"
+    todo = lesson_notebooks(nbs, names)
+    build = Path(build).resolve() if build else (nbs.parent/"_build"/"course")
     env = {**os.environ, "LLMCOURSE_MODE": "full" if full else "quick"}
     if not full: env.setdefault("HF_HUB_OFFLINE", "1"); env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    skip = "slow gpu" if full else "slow net gpu full"
-    rows = []
-    for nb in lesson_notebooks(root, names):
+    skip = " ".join(f for f in ("slow", "net", "gpu", "full") if not (f == "slow" and slow) and not (full and f in ("net", "full")))
+    done = {p.stem: threading.Event() for p in todo}
+    def one(nb:Path) -> tuple[str, str, float]:
+        for need in next((l.needs for l in COURSE if l.stem == nb.stem), ()):
+            if need in done: done[need].wait()
+        folder = build/nb.stem; folder.mkdir(parents=True, exist_ok=True) # a folder of its own: nothing else in it
         print_fn(f"running {nb.stem} ..."); sys.stdout.flush()
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-c", "import sys; from llmcourse.cli import _execute_notebook as e; "
-                            "sys.exit(e(sys.argv[1], sys.argv[2], sys.argv[3]))", str(nb), str(build/nb.name), skip], env=env)
-        rows.append((nb.stem, "ok" if r.returncode == 0 else "FAILED", time.perf_counter() - t))
+                            "sys.exit(e(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))",
+                            str(nb), str(folder/nb.name), skip, str(cell_timeout)], env=env, cwd=folder)
+        done[nb.stem].set()
+        return nb.stem, "ok" if r.returncode == 0 else "FAILED", time.perf_counter() - t
+    with cf.ThreadPoolExecutor(max(1, jobs)) as pool: results = {r[0]: r for r in pool.map(one, _order(todo))}
+    rows = [results[p.stem] for p in todo]
     width = max([len(r[0]) for r in rows] + [6])
     print_fn(f"\n{'lesson':{width}}  {'status':6}  {'seconds':>8}")
     for stem, status, secs in rows: print_fn(f"{stem:{width}}  {status:6}  {secs:8.1f}")
     print_fn(f"{'total':{width}}  {'':6}  {sum(r[2] for r in rows):8.1f}")
     print_fn(f"executed notebooks: {build}")
+    (build/"timings.json").write_text(json.dumps([dict(lesson=s, status=st, seconds=round(t, 1)) for s, st, t in rows], indent=1))
     return int(any(r[1] != "ok" for r in rows)), rows
 
 # %% ../nbs/90_cli.ipynb #c4c1a544
@@ -299,13 +449,19 @@ def _parser() -> argparse.ArgumentParser:
     dsub.add_parser("list", help="every registered resource")
     f = dsub.add_parser("fetch", help="fetch resources (mirror first, then public URLs) and verify them")
     f.add_argument("names", nargs="+", metavar="NAME")
+    f.add_argument("--trust-on-first-use", action="store_true",
+                   help="fetch files that have no published sha256 and pin the hash they have now")
     v = dsub.add_parser("verify", help="re-hash fetched resources")
     v.add_argument("names", nargs="*", metavar="NAME")
     sub.add_parser("doctor", help="check this machine for the course")
     r = sub.add_parser("run", help="execute lessons in quick mode and print a timing table")
     r.add_argument("lessons", nargs="*", metavar="LESSON", help="numbers or notebook names; default all")
     r.add_argument("--full", action="store_true", help="run in full mode (hub checkpoints, GPU)")
+    r.add_argument("--slow", action="store_true", help="also run the cells flagged slow (long training runs)")
     r.add_argument("--build", default=None, help="folder for the executed notebooks (default _build/course)")
+    r.add_argument("--nbs", default=None, help="folder of the course's notebooks (default: nbs/ of this checkout)")
+    r.add_argument("--jobs", type=int, default=1, help="lessons run side by side (default 1)")
+    r.add_argument("--cell-timeout", type=int, default=600, help="seconds a cell may take (default 600)")
     s = sub.add_parser("serve", help="lesson 14's OpenAI-compatible server", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)
     doc = sub.add_parser("docs", help="rewrite the course map in README.md, nbs/index.ipynb and nbs/sidebar.yml")
@@ -321,21 +477,21 @@ def main(argv:list[str]|None=None) -> int:
     a = _parser().parse_args(argv)
     try:
         if a.cmd == "data":
-            load_registrations()
             if a.action == "list": print(data_list()); return 0
             if a.action == "fetch":
-                for n in a.names: print(f"{n}: {lcdata.fetch(n)}")
+                for n in a.names: print(f"{n}: {lcdata.fetch(n, trust_on_first_use=a.trust_on_first_use)}")
                 return 0
             problems = data_verify(a.names or None)
             print("\n".join(problems) or "all fetched resources verify")
             return int(bool(problems))
         if a.cmd == "doctor": return doctor()
-        if a.cmd == "run": return run_lessons(a.lessons, full=a.full, build=a.build)[0]
+        if a.cmd == "run": return run_lessons(a.lessons, full=a.full, slow=a.slow, build=a.build, nbs=a.nbs, jobs=a.jobs,
+                                              cell_timeout=a.cell_timeout)[0]
         if a.cmd == "docs":
             changed = sync_docs(write=not a.check)
             print(("out of date: " if a.check else "rewrote: ") + ", ".join(changed) if changed else "docs are in step")
             return int(a.check and bool(changed))
-    except (KeyError, ValueError, FileNotFoundError, lcdata.ResourceUnavailable, lcdata.ChecksumError) as e:
+    except (KeyError, ValueError, FileNotFoundError, lcdata.ResourceUnavailable, lcdata.ChecksumError, lcdata.UnpinnedResource) as e:
         print(f"llmcourse: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     return 0

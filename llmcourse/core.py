@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 # %% auto #0
 __all__ = ['MODES', 'default_device', 'seed_everything', 'course_mode', 'is_quick', 'is_full', 'quick_or_full', 'llmcourse_home',
-           'cache_dir', 'progress_bar', 'History', 'Exercise']
+           'cache_dir', 'save_run', 'asset_path', 'progress_bar', 'History', 'lr_multiplier', 'warmup_scheduler',
+           'Exercise']
 
 # %% ../nbs/00_core.ipynb #c8619af8
 import numpy as np
@@ -83,6 +84,34 @@ def cache_dir(
     d = llmcourse_home().joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+# %% ../nbs/00_core.ipynb #596f4a65
+def save_run(
+    lesson:str, # the lesson's notebook stem, e.g. "10_whisper"
+    name:str, # what was run, e.g. "slow_training"
+    results:dict, # the numbers (JSON-serialisable)
+) -> Path:
+    "Write `results` with the mode, machine and time to `<llmcourse_home>/runs/<lesson>/<name>.json`; its path."
+    import platform, datetime
+    payload = dict(lesson=lesson, name=name, mode=course_mode(), torch=torch.__version__, threads=torch.get_num_threads(),
+                   machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   results=results)
+    path = cache_dir("runs", lesson)/f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    return path
+
+# %% ../nbs/00_core.ipynb #f1b3f71a
+def asset_path(
+    *parts:str, # the path inside `llmcourse/assets`, e.g. "serve", "models.yaml"
+) -> Path:
+    "The path of a file (or folder) shipped in the package under `llmcourse/assets/`, with a clear error if it is missing."
+    from importlib.resources import files
+    p = Path(str(files("llmcourse")/"assets")).joinpath(*parts)
+    if not p.exists():
+        raise FileNotFoundError(f"{'/'.join(parts)} is not among the files shipped with llmcourse ({p.parent} holds "
+                                f"{sorted(q.name for q in p.parent.glob('*')) if p.parent.exists() else 'nothing'}). "
+                                "Reinstall the package: pip install --force-reinstall llmcourse")
+    return p
 
 # %% ../nbs/00_core.ipynb #a710b715
 def progress_bar(
@@ -172,6 +201,33 @@ class History:
         ax.legend(); ax.grid(alpha=.3)
         if title: ax.set_title(title)
         return ax
+
+# %% ../nbs/00_core.ipynb #cc81da3e
+def lr_multiplier(
+    step:int, # the current step, counted from 0
+    total:int, # the step at which the decay ends (the floor holds after it)
+    warmup:int=0, # steps of linear warm-up: the factor rises as (step+1)/(warmup+1)
+    decay:str="cosine", # "cosine", "linear" or "constant" after the warm-up
+    floor:float=0.0, # the factor at the end of the decay, e.g. min_lr/lr
+) -> float:
+    "The factor of the peak learning rate at `step`: linear warm-up over `warmup` steps, then `decay` to `floor` at `total`."
+    if decay not in ("cosine", "linear", "constant"): raise ValueError(f"decay must be 'cosine', 'linear' or 'constant', not {decay!r}")
+    if step < warmup: return (step + 1) / (warmup + 1)
+    if decay == "constant": return 1.0
+    if step >= total: return floor
+    progress = (step - warmup) / max(1, total - warmup) # 0 -> 1
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
+    return floor + shape * (1 - floor)
+
+def warmup_scheduler(
+    optimizer:torch.optim.Optimizer, # the optimizer whose learning rates are the peaks
+    total:int, # steps until the end of the decay
+    warmup:int=0, # steps of linear warm-up
+    decay:str="cosine", # "cosine", "linear" or "constant"
+    floor:float=0.0, # the final factor of the peak rate
+) -> torch.optim.lr_scheduler.LambdaLR:
+    "A `LambdaLR` that multiplies every group's rate by `lr_multiplier(step, total, warmup, decay, floor)`."
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total, warmup, decay, floor))
 
 # %% ../nbs/00_core.ipynb #1c252023
 def _same(got, want, atol:float, rtol:float) -> bool:

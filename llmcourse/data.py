@@ -6,17 +6,18 @@ Docs: https://llmcourse.github.io/llmcourse/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #38fce940
 from __future__ import annotations
-import contextlib, hashlib, http.client, os, random, shutil, tarfile, tempfile, time, urllib.error, urllib.parse, urllib.request, wave, zlib
+import contextlib, hashlib, http.client, math, os, random, shutil, tarfile, tempfile, time, urllib.error, urllib.parse, urllib.request, wave, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 # %% auto #0
-__all__ = ['REGISTRY', 'SST2_SPLITS', 'TOY_TASKS', 'SHIPPED_MODELS', 'RemoteFile', 'Resource', 'register', 'get_resource',
-           'ChecksumError', 'ResourceUnavailable', 'sha256_file', 'download', 'data_home', 'mirror', 'offline',
-           'mirror_url', 'contents_digest', 'fetch_file', 'fetch', 'verify', 'load_tiny_shakespeare', 'load_sst2',
-           'SpokenDigit', 'read_wav', 'FSDD', 'load_fsdd', 'elmo_test_vectors', 'toy_split', 'toy_task', 'MissingExtra',
-           'smollm2_gguf', 'minilm_dir', 'whisper_tiny_en_dir']
+__all__ = ['REGISTRY', 'ELMO_SMALL', 'SST2_SPLITS', 'TOY_TASKS', 'SHIPPED_MODELS', 'RemoteFile', 'Resource', 'register',
+           'get_resource', 'ChecksumError', 'ResourceUnavailable', 'sha256_file', 'download', 'data_home', 'mirror',
+           'offline', 'mirror_url', 'contents_digest', 'UnpinnedResource', 'pins_path', 'pinned_sha256', 'fetch_file',
+           'fetch', 'verify', 'load_tiny_shakespeare', 'read_sst2_tsv', 'load_sst2', 'SpokenDigit', 'read_wav', 'FSDD',
+           'load_fsdd', 'AudioError', 'load_audio', 'wav_bytes', 'elmo_test_vectors', 'toy_split', 'toy_task',
+           'MissingExtra', 'smollm2_gguf', 'minilm_dir', 'whisper_tiny_en_dir']
 
 # %% ../nbs/01_data.ipynb #4c651134
 import numpy as np
@@ -28,8 +29,8 @@ class RemoteFile:
     "One downloadable file of a resource."
     path: str # where it lives inside the resource folder, and inside the mirror's folder for the resource
     urls: tuple # public addresses, tried in order after the mirror
-    sha256: str # sha256 of the file as downloaded (for archives: of the mirror's copy)
-    size: int # size in bytes
+    sha256: str|None # sha256 of the file as downloaded (for archives: of the mirror's copy); None: none is published
+    size: int|None # size in bytes, None when not known
     unpack: bool = False # a .tar.gz or .zip to unpack next to it
     content_sha256: str|None = None # for archives: `contents_digest` of the unpacked files
     content_glob: str = "**/*" # for archives: which unpacked files `content_sha256` covers
@@ -46,7 +47,7 @@ class Resource:
     source: str # the public page a person can read about it
 
     @property
-    def size(self) -> int: return sum(f.size for f in self.files)
+    def size(self) -> int: return sum(f.size or 0 for f in self.files)
 
 REGISTRY: dict[str, Resource] = {}
 
@@ -109,6 +110,16 @@ register(Resource(
     "Apache-2.0",
     "AllenNLP's ELMo test fixture: a tiny random bidirectional LM in the original ELMo formats and the outputs AllenNLP computed for it.",
     f"https://github.com/allenai/allennlp/tree/{_ELMO_COMMIT}/test_fixtures/elmo"))
+
+# Checkpoints of later lessons are registered here too, so that `llmcourse data list` knows them without importing
+# those lessons. AllenNLP publishes no checksum for ELMo's files: they are fetched only on request (see `fetch`).
+_ELMO_S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/2x1024_128_2048cnn_1xhighway/"
+ELMO_SMALL = register(Resource(
+    "elmo_small", "elmo_small",
+    tuple(RemoteFile(f"elmo_2x1024_128_2048cnn_1xhighway_{part}", (_ELMO_S3 + f"elmo_2x1024_128_2048cnn_1xhighway_{part}",), None, None)
+          for part in ("options.json", "weights.hdf5")),
+    "Apache-2.0", "ELMo small (AllenNLP): 2-layer biLM, 1024-cell LSTMs projected to 128, 2048 char-CNN filters, trained on the 1B Word Benchmark.",
+    "https://allennlp.org/elmo"))
 
 # %% ../nbs/01_data.ipynb #25fb7848
 class ChecksumError(ValueError):
@@ -242,6 +253,39 @@ def _unpack_verified(archive:Path, f:RemoteFile, res:Resource) -> Path:
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
+# %% ../nbs/01_data.ipynb #0990968d
+class UnpinnedResource(PermissionError):
+    "A file with no published sha256 that was not fetched because nobody asked to trust it on first use."
+    def __init__(self, res:Resource, f:RemoteFile):
+        super().__init__(f"{res.name}/{f.path} has no published sha256, so it cannot be checked. Fetch it only if you "
+                         f"trust its source ({res.source}): fetch({res.name!r}, trust_on_first_use=True), or "
+                         f"`llmcourse data fetch --trust-on-first-use {res.name}`. The hash it has then is pinned in "
+                         f"{pins_path()} and checked on every later use.")
+
+def pins_path() -> Path:
+    "The file that records hashes pinned on first use: `<llmcourse_home>/pins.json`."
+    return cache_dir()/"pins.json"
+
+def _pins() -> dict:
+    import json
+    p = pins_path()
+    return json.loads(p.read_text()) if p.exists() else {}
+
+def pinned_sha256(res:Resource, f:RemoteFile) -> str|None:
+    "The sha256 pinned on first use for `f` of `res`, or None."
+    return _pins().get(f"{res.folder}/{f.path}") or None
+
+def _pin(res:Resource, f:RemoteFile, sha:str) -> str:
+    "Record `sha` as the pinned hash of `f` (atomically), warn that it was trusted on first use, and return it."
+    import json, warnings
+    if not sha: raise ValueError("refusing to pin an empty hash")
+    pins = {**_pins(), f"{res.folder}/{f.path}": sha}
+    fd, tmp = tempfile.mkstemp(dir=pins_path().parent, prefix=".pins.", suffix=".part")
+    with os.fdopen(fd, "w") as out: json.dump(pins, out, indent=1, sort_keys=True)
+    os.replace(tmp, pins_path())
+    warnings.warn(f"{res.name}/{f.path} has no published sha256; trusted on first use and pinned as {sha} in {pins_path()}.")
+    return sha
+
 # %% ../nbs/01_data.ipynb #b8f90d52
 def _download_member(url:str, f:RemoteFile, local:Path, progress:bool):
     "Download the zip at `url` next to `local`, and move its member `f.member` into place once its sha256 checks."
@@ -258,10 +302,10 @@ def _download_member(url:str, f:RemoteFile, local:Path, progress:bool):
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
-def _is_verified(local:Path, f:RemoteFile) -> bool:
-    "True when `local` exists with the note that it was verified as `f`."
+def _is_verified(local:Path, f:RemoteFile, expected:str|None) -> bool:
+    "True when `local` exists with the note that it was verified against the non-empty hash `expected`."
     note = local.with_name(local.name + ".sha256")
-    ok = local.exists() and note.exists() and note.read_text().strip() == f.sha256
+    ok = bool(expected) and local.exists() and note.exists() and note.read_text().strip() == expected
     if ok and f.unpack: ok = _unpacked_dir(local).is_dir()
     return ok
 
@@ -269,13 +313,16 @@ def fetch_file(
     res:Resource, # the resource
     f:RemoteFile, # one of its files
     progress:bool=True, # show a progress bar while downloading
+    trust_on_first_use:bool=False, # for a file with no published sha256: fetch it anyway and pin the hash it has now
 ) -> Path:
     "The local path of `f`: from the store, else the mirror, else its public URLs; verified and atomic."
     local = data_home()/res.folder/f.path
-    if _is_verified(local, f): return local
+    if _is_verified(local, f, f.sha256 or pinned_sha256(res, f)): return local
     with _fetch_lock(res, f): # another process (a lesson running beside this one) may be fetching the same file
-        if _is_verified(local, f): return local
-        return _fetch_unlocked(res, f, local, progress)
+        expected = f.sha256 or pinned_sha256(res, f)
+        if _is_verified(local, f, expected): return local
+        if not expected and not trust_on_first_use: raise UnpinnedResource(res, f)
+        return _fetch_unlocked(res, f, local, progress, expected)
 
 @contextlib.contextmanager
 def _fetch_lock(res:Resource, f:RemoteFile):
@@ -287,8 +334,8 @@ def _fetch_lock(res:Resource, f:RemoteFile):
         try: yield
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
 
-def _fetch_unlocked(res:Resource, f:RemoteFile, local:Path, progress:bool) -> Path:
-    "Fetch `f` from the mirror or its public URLs into `local` (the caller holds the lock)."
+def _fetch_unlocked(res:Resource, f:RemoteFile, local:Path, progress:bool, expected:str|None) -> Path:
+    "Fetch `f` from the mirror or its public URLs into `local`, checked against `expected` or pinned on first use (the caller holds the lock)."
     tried = []
     sources = [("mirror", u) for u in [mirror_url(res, f)] if u] + [("public", u) for u in f.urls]
     if offline():
@@ -300,26 +347,28 @@ def _fetch_unlocked(res:Resource, f:RemoteFile, local:Path, progress:bool) -> Pa
         by_content = kind == "public" and ((f.unpack and f.content_sha256) or f.member)
         try:
             if kind == "public" and f.member: _download_member(url, f, local, progress)
-            else: download(url, local, sha256=None if by_content else f.sha256, size=f.size, progress=progress)
+            else: download(url, local, sha256=None if by_content else expected, size=f.size, progress=progress)
         except ChecksumError:
             raise
         except (OSError, ValueError, http.client.HTTPException) as e:
             tried.append(f"{url} ({type(e).__name__}: {e})"); continue
         if f.unpack: _unpack_verified(local, f, res)
-        local.with_name(local.name + ".sha256").write_text(f.sha256 + "\n")
+        if not expected: expected = _pin(res, f, sha256_file(local))
+        local.with_name(local.name + ".sha256").write_text(expected + "\n")
         return local
     raise ResourceUnavailable(
         f"Could not fetch {f.path!r} of resource {res.name!r}. Tried:\n  " + "\n  ".join(tried or ["no source"]) +
         f"\nLLMCOURSE_MIRROR is {mirror()!r}. Connect to the network, or set LLMCOURSE_MIRROR to a folder or URL prefix "
-        f"that holds {res.folder}/{f.path} (for example LLMCOURSE_MIRROR=../shared/data).")
+        f"that holds {res.folder}/{f.path} (for example LLMCOURSE_MIRROR=/path/to/mirror).")
 
 def fetch(
     name:str, # a registry name, e.g. "sst2"
     progress:bool=True, # show progress bars
+    trust_on_first_use:bool=False, # fetch files that have no published sha256, pinning the hash they have now
 ) -> Path:
     "Fetch every file of resource `name` (mirror first, then its URLs) and return its local folder."
     res = get_resource(name)
-    for f in res.files: fetch_file(res, f, progress=progress)
+    for f in res.files: fetch_file(res, f, progress=progress, trust_on_first_use=trust_on_first_use)
     return data_home()/res.folder
 
 def verify(
@@ -330,8 +379,11 @@ def verify(
     for f in res.files:
         local = data_home()/res.folder/f.path
         if not local.exists(): problems.append(f"{res.name}/{f.path}: not fetched"); continue
+        expected = f.sha256 or pinned_sha256(res, f)
+        if not expected: problems.append(f"{res.name}/{f.path}: no published sha256 and no pin to check it against"); continue
         got = sha256_file(local)
-        if got != f.sha256 and not f.unpack: problems.append(f"{res.name}/{f.path}: sha256 {got}, expected {f.sha256}")
+        if got != expected and not f.unpack:
+            problems.append(f"{res.name}/{f.path}: sha256 {got}, expected {expected}" + ("" if f.sha256 else " (pinned on first use)"))
         if f.unpack and f.content_sha256:
             d = _unpacked_dir(local)
             if not d.is_dir() or contents_digest(d, f.content_glob) != f.content_sha256:
@@ -345,15 +397,39 @@ def load_tiny_shakespeare() -> str:
 
 SST2_SPLITS = ("train", "dev", "test")
 
+def read_sst2_tsv(
+    path:str|Path, # a GLUE-style TSV with a header `sentence<TAB>label`, labels 0 or 1
+):
+    "A DataFrame with `sentence` and `label` from an SST-2 TSV file; a `ValueError` names the file, line and problem."
+    import pandas as pd
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"No SST-2 file at {path}.")
+    try: text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e: raise ValueError(f"{path} is not UTF-8 text ({e}); is it an SST-2 TSV file?") from None
+    rows = text.replace("\r\n", "\n").split("\n") # Windows line endings are fine
+    if rows and rows[-1] == "": rows.pop()
+    if not rows: raise ValueError(f"{path} is empty; an SST-2 file starts with the header 'sentence<TAB>label'.")
+    header = rows[0].split("\t")
+    if "sentence" not in header or "label" not in header:
+        raise ValueError(f"{path}: the header is {header}, but an SST-2 file needs the columns 'sentence' and 'label' "
+                         "separated by a tab.")
+    si, li = header.index("sentence"), header.index("label")
+    sentences, labels = [], []
+    for n, row in enumerate(rows[1:], 2):
+        cells = row.split("\t")
+        if len(cells) != len(header):
+            raise ValueError(f"{path}, line {n}: {len(cells)} tab-separated fields, expected {len(header)} ({row[:60]!r}).")
+        if cells[li] not in ("0", "1"): raise ValueError(f"{path}, line {n}: the label is {cells[li]!r}, expected 0 or 1.")
+        sentences.append(cells[si]); labels.append(int(cells[li]))
+    return pd.DataFrame({"sentence": sentences, "label": labels})
+
 def load_sst2(
     split:str="train", # "train", "dev" or "test"
     as_dataset:bool=False, # return a Hugging Face `datasets.Dataset` instead of a pandas DataFrame
 ):
     "SST-2 `split` with columns `sentence` and `label` (1 = positive)."
-    import pandas as pd, csv
     if split not in SST2_SPLITS: raise ValueError(f"SST-2 has splits {SST2_SPLITS}, not {split!r}")
-    df = pd.read_csv(fetch("sst2")/f"{split}.tsv", sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False,
-                     dtype={"sentence": str, "label": int})
+    df = read_sst2_tsv(fetch("sst2")/f"{split}.tsv")
     if as_dataset:
         import datasets
         return datasets.Dataset.from_pandas(df, preserve_index=False)
@@ -405,6 +481,79 @@ def load_fsdd() -> FSDD:
     "The Free Spoken Digit Dataset (3,000 recordings at 8 kHz), fetched and unpacked."
     res = get_resource("fsdd")
     return FSDD(_unpacked_dir(fetch_file(res, res.files[0])))
+
+# %% ../nbs/01_data.ipynb #1324bcc2
+class AudioError(ValueError):
+    "Audio that cannot be used: not audio, empty, too low a sample rate, ... The message names the source."
+
+def _decode_audio(data:bytes, name:str) -> tuple[np.ndarray, int]:
+    "Decode `data` to (float32 samples (n, channels), rate): libsndfile first, then PyAV if it is installed."
+    import io
+    try: import soundfile as sf
+    except ImportError: raise MissingExtra("Reading audio needs soundfile: pip install 'llmcourse[audio]'") from None
+    try:
+        x, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return x, int(rate)
+    except Exception as e: first = e
+    try: import av
+    except ImportError: av = None
+    if av is not None:
+        try:
+            with av.open(io.BytesIO(data)) as box:
+                stream = box.streams.audio[0]
+                frames = [f.to_ndarray() for f in box.decode(stream)] # (channels, n) each, or (1, n*channels) interleaved
+                rate, ch = stream.rate, stream.channels
+            x = np.concatenate([f.reshape(-1, ch) if f.shape[0] == 1 else f.T for f in frames]) if frames else np.zeros((0, ch))
+            if x.dtype.kind == "i": x = x / np.iinfo(x.dtype).max
+            return x.astype(np.float32), int(rate)
+        except Exception: pass
+    raise AudioError(f"{name} is not audio that can be decoded ({type(first).__name__}: {first}). Use WAV, FLAC, OGG or "
+                     f"MP3, e.g. `ffmpeg -i {name} -ar 16000 -ac 1 out.wav`.")
+
+def load_audio(
+    source:str|Path|bytes, # a file path, or the bytes of a file (an upload)
+    sample_rate:int=16_000, # the rate to resample to (Hz); Whisper and wav2vec 2.0 use 16 kHz
+    name:str|None=None, # how error messages call the source (default: the path, or "the audio")
+    min_rate:int=8_000, # recordings sampled below this rate (Hz) are refused
+    max_seconds:float|None=None, # refuse recordings longer than this
+) -> np.ndarray:
+    "Mono float32 samples of `source` at `sample_rate`: channels averaged, resampled; an `AudioError` names what is wrong."
+    if isinstance(source, (bytes, bytearray, memoryview)): data, name = bytes(source), name or "the audio"
+    else:
+        path = Path(source); name = name or str(path)
+        if not path.is_file(): raise FileNotFoundError(f"No audio file at {path}.")
+        data = path.read_bytes()
+    if not data: raise AudioError(f"{name} is empty (0 bytes).")
+    x, rate = _decode_audio(data, name) # (n, channels)
+    if rate < min_rate:
+        raise AudioError(f"{name} is sampled at {rate} Hz; speech needs at least {min_rate} Hz. Record or export it at "
+                         f"{sample_rate} Hz, e.g. `ffmpeg -i {Path(name).name} -ar {sample_rate} out.wav`.")
+    if x.shape[0] == 0: raise AudioError(f"{name} holds no audio samples (its header says {rate} Hz, but the data is empty).")
+    if max_seconds is not None and x.shape[0] / rate > max_seconds:
+        raise AudioError(f"{name} lasts {x.shape[0] / rate:.1f} s; the limit is {max_seconds} s. Cut it into shorter pieces.")
+    x = x.mean(1) # (n,)
+    if not np.isfinite(x).all(): raise AudioError(f"{name} holds samples that are not finite numbers (NaN or infinity).")
+    if rate != sample_rate:
+        from scipy.signal import resample_poly
+        g = math.gcd(rate, sample_rate)
+        x = resample_poly(x, sample_rate // g, rate // g) # (n * sample_rate / rate,)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+def wav_bytes(
+    audio:np.ndarray, # float samples in [-1, 1], (n,) or (n, channels)
+    rate:int, # the sample rate in Hz
+    sample_width:int=2, # bytes per sample: 2 for 16-bit PCM, 1 for 8-bit
+) -> bytes:
+    "A PCM WAV file holding `audio`, as bytes (what a recorder writes, or a client uploads)."
+    import io
+    a = np.clip(np.asarray(audio, dtype=np.float32), -1, 1)
+    a = a[:, None] if a.ndim == 1 else a # (n, channels)
+    pcm = np.round(a * 32767).astype("<i2") if sample_width == 2 else (np.round(a * 127) + 128).astype(np.uint8)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(a.shape[1]); w.setsampwidth(sample_width); w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
 
 # %% ../nbs/01_data.ipynb #81b7a699
 def elmo_test_vectors() -> Path:

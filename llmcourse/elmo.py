@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 # %% auto #0
-__all__ = ['MAX_CHARS', 'BOS_CHAR', 'EOS_CHAR', 'BOW_CHAR', 'EOW_CHAR', 'PAD_CHAR', 'BOS_TOKEN', 'EOS_TOKEN', 'ELMO_SMALL',
-           'word_to_char_ids', 'batch_to_ids', 'ElmoConfig', 'add_sentence_boundaries', 'remove_sentence_boundaries',
+__all__ = ['MAX_CHARS', 'BOS_CHAR', 'EOS_CHAR', 'BOW_CHAR', 'EOW_CHAR', 'PAD_CHAR', 'BOS_TOKEN', 'EOS_TOKEN', 'word_to_char_ids',
+           'batch_to_ids', 'ElmoConfig', 'add_sentence_boundaries', 'remove_sentence_boundaries',
            'ElmoCharacterEncoder', 'ElmoLstm', 'BiLmOutput', 'ElmoBiLm', 'elmo_weight_shapes', 'ElmoWeightError',
            'load_elmo_weights', 'load_elmo', 'read_elmo_test_vectors', 'embed_vocabulary', 'elmo_small_files', 'Elmo',
            'WordVocab', 'ElmoLanguageModel', 'train_elmo_lm', 'save_elmo', 'word_in_context', 'pooled_layers',
@@ -28,7 +28,7 @@ from allennlp_light.modules.highway import Highway
 from allennlp_light.modules.lstm_cell_with_projection import LstmCellWithProjection
 from allennlp_light.modules.scalar_mix import ScalarMix
 from .core import History, progress_bar
-from .data import RemoteFile, Resource, register, fetch
+from .data import ELMO_SMALL, fetch
 
 # %% ../nbs/03_elmo.ipynb #5c9f8928
 MAX_CHARS = 50 # characters per token, boundaries included
@@ -369,19 +369,11 @@ def embed_vocabulary(
     return torch.cat(out) if out else torch.zeros(0, bilm.cfg.projection_dim)
 
 # %% ../nbs/03_elmo.ipynb #39726f15
-_ELMO_S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/2x1024_128_2048cnn_1xhighway/"
-ELMO_SMALL = register(Resource(
-    "elmo_small", "elmo_small",
-    (RemoteFile("elmo_2x1024_128_2048cnn_1xhighway_options.json", (_ELMO_S3 + "elmo_2x1024_128_2048cnn_1xhighway_options.json",),
-                "", 0), # sha256 and size: to be filled from a verified download
-     RemoteFile("elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5", (_ELMO_S3 + "elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5",),
-                "", 0)),
-    "Apache-2.0", "ELMo small (AllenNLP): 2-layer biLM, 1024-cell LSTMs projected to 128, 2048 char-CNN filters, trained on the 1B Word Benchmark.",
-    "https://allennlp.org/elmo"))
-
-def elmo_small_files() -> tuple[Path, Path]:
-    "The options and weight files of the published ELMo small model, fetched."
-    d = fetch("elmo_small")
+def elmo_small_files(
+    trust_on_first_use:bool=False, # AllenNLP publishes no sha256: say yes to fetch the files and pin their hashes
+) -> tuple[Path, Path]:
+    "The options and weight files of the published ELMo small model (`data.ELMO_SMALL`), fetched."
+    d = fetch("elmo_small", trust_on_first_use=trust_on_first_use)
     return tuple(d/f.path for f in ELMO_SMALL.files)
 
 # %% ../nbs/03_elmo.ipynb #4fd7305c

@@ -125,7 +125,7 @@ class ServeConfig:
 
     @classmethod
     def shipped(cls, **kwargs) -> ServeConfig:
-        "The three models that ship on PyPI, under their names and OpenAI-style aliases (the same as `data/serve/models.yaml`)."
+        "The three models that ship on PyPI, under their names and OpenAI-style aliases (the same as the example config shipped with the package)."
         return cls(models=[
             ModelSpec("smollm2-135m-instruct", "chat", "shipped:smollm2", aliases=["gpt-4o-mini"]),
             ModelSpec("all-minilm-l6-v2", "embedding", "shipped:minilm", aliases=["text-embedding-3-small"]),
@@ -150,7 +150,7 @@ class ServeConfig:
                  ) -> ServeConfig:
         "Read a config file; model paths in it are relative to its folder."
         path = Path(path).expanduser()
-        if not path.exists(): raise FileNotFoundError(f"No config file at {path}; see data/serve/models.yaml for an example.")
+        if not path.exists(): raise FileNotFoundError(f"No config file at {path}; see llmcourse/assets/serve/models.yaml for an example.")
         return cls.from_dict(_load_table(path), base_dir=path.parent.resolve())
 
 # %% ../nbs/14_serve.ipynb #7c61460b
@@ -688,7 +688,7 @@ def serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmcourse serve", description="A local OpenAI-compatible API: chat and "
                                 "completions (llama.cpp), embeddings (MiniLM), transcriptions (Whisper).")
     p.add_argument("--config", help="a YAML or TOML file naming the models (default: the shipped models; "
-                                    "see data/serve/models.yaml)")
+                                    "see llmcourse/assets/serve/models.yaml)")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
     p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (default: $LLMCOURSE_API_KEY)")

@@ -11,17 +11,43 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 # %% auto #0
-__all__ = ['GPT2_SPLIT_PATTERN', 'BYTE_ENCODER', 'BYTE_DECODER', 'WORDPIECE_SPECIALS', 'CharTokenizer', 'pretokenize',
-           'WordTokenizer', 'bytes_to_unicode', 'merge_pair', 'learn_bpe_merges', 'BPETokenizer', 'train_hf_bpe',
-           'hf_merges', 'tokens_per_char', 'save_bpe', 'load_bpe', 'token_pieces', 'show_tokens', 'token_widget',
-           'train_wordpiece', 'train_sentencepiece']
+__all__ = ['GPT2_SPLIT_PATTERN', 'BYTE_ENCODER', 'BYTE_DECODER', 'WORDPIECE_SPECIALS', 'Tokenizer', 'CharTokenizer',
+           'pretokenize', 'WordTokenizer', 'bytes_to_unicode', 'merge_pair', 'learn_bpe_merges', 'BPETokenizer',
+           'train_hf_bpe', 'hf_merges', 'tokens_per_char', 'save_bpe', 'load_bpe', 'token_pieces', 'show_tokens',
+           'token_widget', 'train_wordpiece', 'train_sentencepiece']
 
 # %% ../nbs/02_tokenizers.ipynb #f69000c0
 import regex
 from .core import cache_dir
 
+# %% ../nbs/02_tokenizers.ipynb #b6ebaad1
+class Tokenizer:
+    "The interface of every tokenizer in the course: `encode`, `decode`, `vocab_size` and `pieces`."
+    @property
+    def vocab_size(self) -> int:
+        "How many token ids there are."
+        raise NotImplementedError
+
+    def encode(self,
+               text:str, # any text the tokenizer can represent
+              ) -> list[int]:
+        "The token ids of `text`."
+        raise NotImplementedError
+
+    def decode(self,
+               ids:Sequence[int], # token ids
+              ) -> str:
+        "The text of `ids`."
+        raise NotImplementedError
+
+    def pieces(self,
+               text:str, # any text the tokenizer can represent
+              ) -> list[str]:
+        "The text of each token of `text` (by default, each id decoded alone)."
+        return [self.decode([i]) for i in self.encode(text)]
+
 # %% ../nbs/02_tokenizers.ipynb #ae79688e
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
     "One token per character: `encode` maps characters to ids, `decode` maps them back."
     def __init__(self,
                  chars:Iterable[str], # the vocabulary, one character per id
@@ -71,7 +97,7 @@ def pretokenize(
     return _gpt2_split.findall(text)
 
 # %% ../nbs/02_tokenizers.ipynb #5724e85b
-class WordTokenizer:
+class WordTokenizer(Tokenizer):
     "One token per GPT-2 pre-token (word with its leading space, number, punctuation run, whitespace); rare ones become `<unk>`."
     unk = "<unk>"
     def __init__(self,
@@ -168,7 +194,7 @@ def learn_bpe_merges(
     return merges
 
 # %% ../nbs/02_tokenizers.ipynb #5d0127e8
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     "Byte-level BPE (GPT-2's tokenizer): `BPETokenizer.train(text, vocab_size)`, then `encode`, `decode`, `save`."
     eot = "<|endoftext|>"
     def __init__(self,

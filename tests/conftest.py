@@ -21,7 +21,8 @@ def home(tmp_path, monkeypatch):
 def mirror_folder():
     "The data mirror folder named by LLMCOURSE_MIRROR (the tests need it: they never touch public hosts)."
     if not MIRROR or "://" in MIRROR or not Path(MIRROR).is_dir():
-        pytest.skip("LLMCOURSE_MIRROR is not set to a mirror folder (e.g. LLMCOURSE_MIRROR=../shared/data)")
+        pytest.fail("LLMCOURSE_MIRROR is not set to a mirror folder of the data sets: run the tests with "
+                    "LLMCOURSE_MIRROR=/path/to/mirror (CI uses the shared data mirror beside the clone)", pytrace=False)
     return Path(MIRROR).resolve()
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -53,7 +53,8 @@ def test_run_executes_a_lesson_and_prints_a_timing_table(tmp_path, mirror_folder
     r = run("run", "00", "--build", str(tmp_path), env={"LLMCOURSE_MIRROR": str(mirror_folder)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "00_core" in r.stdout and "seconds" in r.stdout and "total" in r.stdout
-    nb = json.loads((tmp_path/"00_core.ipynb").read_text())
+    nb = json.loads((tmp_path/"00_core"/"00_core.ipynb").read_text())
+    assert json.loads((tmp_path/"timings.json").read_text())[0]["status"] == "ok"
     assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
 def test_run_reports_a_failing_lesson(tmp_path, monkeypatch):

@@ -114,7 +114,7 @@ def test_mirror_url_resolution():
     assert data.mirror_url(res, res.files[0], "/m").endswith("/m/sst2/train.tsv")
     assert data.mirror_url(res, res.files[0], "/m").startswith("file://")
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(n for n, r in REGISTRY.items() if all(f.sha256 for f in r.files)))
 def test_every_registry_entry_fetches_from_the_mirror_and_verifies(name, home, monkeypatch, mirror_folder):
     monkeypatch.setenv("LLMCOURSE_MIRROR", str(mirror_folder))
     folder = fetch(name, progress=False)
@@ -212,4 +212,97 @@ def test_two_processes_fetching_the_same_archive(home, mirror_folder):
     import multiprocessing as mp
     with mp.get_context("spawn").Pool(2) as pool:
         results = pool.map(_fetch_in_child, [(str(home), str(mirror_folder), "fsdd")] * 2)
-    assert results == [[], []]
+    assert results == [[], []]                                      # both see one verified archive and its contents
+    assert not [p for p in home.rglob("*") if p.name.endswith(".part") or ".part" in p.name]   # and nothing half-written
+
+
+# ---- files with no published sha256: explicit consent, a pin, then checks against the pin
+
+def test_unpinned_resource_needs_consent_then_is_pinned_and_checked(tmp_path, home, monkeypatch, temp_resource, http_server):
+    (tmp_path/"pub").mkdir(); (tmp_path/"pub"/"w.bin").write_bytes(b"weights v1")
+    url = http_server(tmp_path/"pub") + "/w.bin"
+    monkeypatch.setenv("LLMCOURSE_OFFLINE", "0"); monkeypatch.delenv("LLMCOURSE_MIRROR", raising=False)
+    temp_resource("nosha", [RemoteFile("w.bin", (url,), None, None)])
+    with pytest.raises(data.UnpinnedResource, match="trust_on_first_use=True"):
+        fetch("nosha", progress=False)
+    assert not (home/"data"/"nosha"/"w.bin").exists() and not data.pins_path().exists()
+    with pytest.warns(UserWarning, match="trusted on first use"):
+        folder = fetch("nosha", progress=False, trust_on_first_use=True)
+    assert data.pinned_sha256(REGISTRY["nosha"], REGISTRY["nosha"].files[0]) == _sha(b"weights v1")
+    assert verify("nosha") == []
+    assert fetch("nosha", progress=False) == folder            # now pinned: no consent needed, served from the store
+    (folder/"w.bin").write_bytes(b"weights v2")                 # the file changes after the pin
+    assert any("pinned on first use" in p for p in verify("nosha"))
+
+def test_unpinned_file_changed_at_the_source_is_refused_after_the_pin(tmp_path, home, monkeypatch, temp_resource, http_server):
+    (tmp_path/"pub").mkdir(); (tmp_path/"pub"/"w.bin").write_bytes(b"v1")
+    url = http_server(tmp_path/"pub") + "/w.bin"
+    monkeypatch.setenv("LLMCOURSE_OFFLINE", "0"); monkeypatch.delenv("LLMCOURSE_MIRROR", raising=False)
+    temp_resource("nosha2", [RemoteFile("w.bin", (url,), None, None)])
+    with pytest.warns(UserWarning): folder = fetch("nosha2", progress=False, trust_on_first_use=True)
+    (folder/"w.bin").unlink(); (tmp_path/"pub"/"w.bin").write_bytes(b"v2 from somebody else")
+    with pytest.raises(ChecksumError):
+        fetch("nosha2", progress=False, trust_on_first_use=True)
+    assert not (folder/"w.bin").exists()
+
+def test_an_empty_hash_is_never_stored_as_verified(home, temp_resource):
+    res = temp_resource("nosha3", [RemoteFile("x", (), None, None)])
+    (home/"data"/"nosha3").mkdir(parents=True); (home/"data"/"nosha3"/"x").write_text("anything")
+    (home/"data"/"nosha3"/"x.sha256").write_text("\n")        # what an old version wrote for sha256 ""
+    with pytest.raises(data.UnpinnedResource): fetch("nosha3", progress=False)
+    with pytest.raises(ValueError, match="empty hash"): data._pin(res, res.files[0], "")
+
+# ---- the one audio loader: every kind of bad file, made here
+
+import numpy as np
+from llmcourse.data import load_audio, wav_bytes, AudioError, read_sst2_tsv
+
+_tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
+
+@pytest.mark.parametrize("name,make,error", [
+    ("text.wav", lambda: b"this is not audio at all" * 50, "is not audio"),
+    ("empty.wav", lambda: b"", "is empty"),
+    ("zero.wav", lambda: wav_bytes(_tone[:0], 16000), "holds no audio samples"),
+    ("truncated.wav", lambda: wav_bytes(_tone, 16000)[:30], "is not audio"),
+    ("low.wav", lambda: wav_bytes(_tone, 4000), "sampled at 4000 Hz"),
+    ("long.wav", lambda: wav_bytes(np.tile(_tone, 4), 16000), "lasts 4.0 s"),
+])
+def test_load_audio_rejects_bad_files_by_name(tmp_path, name, make, error):
+    p = tmp_path/name; p.write_bytes(make())
+    with pytest.raises(AudioError, match=error) as e:
+        load_audio(p, max_seconds=3)
+    assert name in str(e.value)
+
+@pytest.mark.parametrize("name,make,rate", [
+    ("stereo.wav", lambda: wav_bytes(np.stack([_tone, _tone], 1), 16000), 16000),
+    ("8bit.wav", lambda: wav_bytes(_tone, 16000, sample_width=1), 16000),
+    ("96k.wav", lambda: wav_bytes(np.repeat(_tone, 6), 96000), 96000),
+    ("8k.wav", lambda: wav_bytes(_tone[::2], 8000), 8000),
+])
+def test_load_audio_reads_what_it_can_use(tmp_path, name, make, rate):
+    p = tmp_path/name; p.write_bytes(make())
+    x = load_audio(p)
+    assert x.dtype == np.float32 and len(x) == 16000 and np.isfinite(x).all()
+    # the same 300 Hz tone comes back whatever the container: compare with the reference from scipy's own resampler
+    assert abs(np.abs(np.fft.rfft(x)).argmax() - 300) <= 1
+
+def test_load_audio_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No audio file"): load_audio(tmp_path/"nope.wav")
+
+# ---- SST-2 files
+
+@pytest.mark.parametrize("text,error", [
+    ("sentence\n good film \n", "needs the columns 'sentence' and 'label'"),
+    ("label\tsentence\n1\ta\tb\n", "3 tab-separated fields"),
+    ("sentence\tlabel\ngood\tpositive\n", "the label is 'positive'"),
+    ("", "is empty"),
+])
+def test_sst2_reader_rejects_bad_files(tmp_path, text, error):
+    p = tmp_path/"bad.tsv"; p.write_text(text)
+    with pytest.raises(ValueError, match=error) as e: read_sst2_tsv(p)
+    assert "bad.tsv" in str(e.value)
+
+def test_sst2_reader_takes_windows_line_endings(tmp_path):
+    p = tmp_path/"crlf.tsv"; p.write_bytes(b"sentence\tlabel\r\na fine film \t1\r\na dull one \t0\r\n")
+    df = read_sst2_tsv(p)
+    assert df.label.tolist() == [1, 0] and df.sentence.tolist() == ["a fine film ", "a dull one "]

@@ -7,6 +7,7 @@ config `data/serve/models.yaml`, on a free port, with an API key. References: ll
 import json, os, re, subprocess, sys, threading, time, wave, io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from llmcourse.core import asset_path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ pytest.importorskip("llama_cpp"); pytest.importorskip("faster_whisper")
 from llmcourse.serve import ServeConfig, ModelSpec, free_port, serve_cli, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT/"data"/"serve"/"models.yaml"
+CONFIG = asset_path("serve", "models.yaml")
 KEY = "sk-test-llmcourse"
 CHAT, EMBED, WHISPER = "smollm2-135m-instruct", "all-minilm-l6-v2", "whisper-tiny.en"
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from llmcourse.core import asset_path
 from torch.testing import assert_close
 
 from llmcourse.whisper import (DigitTokenizer, N_SAMPLES, SAMPLE_RATE, WhisperModelConfig, beam_search_decode, digit_recording,
@@ -275,7 +276,7 @@ def test_shipped_digit_models_and_ensemble(tmp_path):
     from llmcourse.whisper import (load_digit_model, save_digit_model, digit_test_set, evaluate, ensemble_transcribe,
                                    transcribe_batch)
     from pathlib import Path
-    folder = Path(__file__).parents[1]/"data"/"whisper"
+    folder = asset_path("whisper_digits")
     models = [load_digit_model(folder/f) for f in ("digits.pt", "digits_s1.pt", "digits_s2.pt")]
     mel, texts = digit_test_set(200)
     tok = DigitTokenizer()
