@@ -54,8 +54,9 @@ def _module_lesson() -> dict[str, str]:
     out = {}
     for p in NBS.glob("*.ipynb"):
         for c in json.loads(p.read_text())["cells"]:
-            if m := re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(c["source"]), re.M):
-                out[m.group(1)] = p.stem.split("_")[0]
+            src = "".join(c["source"])
+            if m := re.search(r"^#\|\s*default_exp\s+(\S+)", src, re.M): out[m.group(1)] = p.stem.split("_")[0]
+            if m := re.search(r"^#\|\s*export\s+(\w+)\s*$", src, re.M): out[m.group(1)] = p.stem.split("_")[0] # a second module
     return out
 
 def _imports_of(module: Path) -> set[str]:
