@@ -1,4 +1,4 @@
-"""Audio in, log-mel spectrograms from scratch, the Whisper encoder-decoder with its special-token prompt, greedy and beam decoding checked against transformers, a tiny Whisper trained on spoken digits, and Whisper tiny.en through faster-whisper.
+"""Audio in, log-mel spectrograms from scratch, the Whisper encoder-decoder with its special-token prompt, greedy and beam decoding checked against transformers, the word error rate, and Whisper tiny.en through faster-whisper.
 
 Docs: https://llmcourse.github.io/llmcourse/whisper.html.md"""
 
@@ -6,10 +6,10 @@ Docs: https://llmcourse.github.io/llmcourse/whisper.html.md"""
 
 # %% ../nbs/10_whisper.ipynb #9a2f11b7
 from __future__ import annotations
-import functools, math, re, time
-from dataclasses import dataclass, field, asdict
+import math, re, time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOP_LENGTH', 'CHUNK_SECONDS', 'N_SAMPLES', 'N_FRAMES', 'DIGIT_WORDS', 'WHISPER_SPECIALS',
@@ -97,7 +97,7 @@ def log_mel_spectrogram(
     "(`n_mels`, n // 160) or (B, `n_mels`, n // 160) Whisper log-mel features: log10 power, floored 8 below the max, (x + 4) / 4."
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"Whisper's features are defined for {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; "
-                         f"resample first: `resample(audio, {sample_rate})` or `load_audio(path)`.")
+                         f"resample first, e.g. `llmcourse.data.load_audio(path)` gives 16 kHz.")
     x = torch.as_tensor(audio, dtype=torch.float32, device=device)
     if padding: x = F.pad(x, (0, padding))
     key = (n_mels, str(x.device))
