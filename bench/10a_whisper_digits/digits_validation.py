@@ -40,21 +40,23 @@ def main():
     recipe = getattr(DigitRecipe, a.recipe)()
     folder = cache_dir("whisper_digits", "validation" if a.recipe == "slow" else f"validation_{a.recipe}")
     fold_models, trained = {}, {}
+    def paths(held_out, seed): return {k: folder/f"{held_out}_s{seed}_{k}.pt" for k in ("averaged", "last")}
+    for seed in a.seeds:  # every fold's first seed before any second seed
+        for held_out in VALIDATION_SPEAKERS:
+            split, name = digit_split(held_out), f"{held_out}_s{seed}"
+            if all(p.exists() for p in paths(held_out, seed).values()): continue
+            valid = digit_eval_set(split.validation, a.n, reference=split.train)[:2]  # logged while training, never used to stop
+            c0 = time.process_time()
+            run = train_digit_model(recipe, split.train, seed, valid=valid, eval_every=500, device="cpu")
+            for k, p in paths(held_out, seed).items(): save_digit_model(run.weights(k), p)
+            run.history.save(folder/f"{name}.json")
+            (folder/f"{name}.time.json").write_text(json.dumps(dict(wall_s=run.seconds, cpu_s=time.process_time() - c0)))
+            print(f"{name}: trained in {run.seconds:.0f} s", flush=True)
     for held_out in VALIDATION_SPEAKERS:
         split = digit_split(held_out)
-        valid = digit_eval_set(split.validation, a.n, reference=split.train)[:2]  # logged while training, never used to stop
-        fold_models[held_out] = []
+        fold_models[held_out] = [{k: load_digit_model(p, recipe.model_config()) for k, p in paths(held_out, seed).items()} for seed in a.seeds]
         for seed in a.seeds:
             name = f"{held_out}_s{seed}"
-            paths = {k: folder/f"{name}_{k}.pt" for k in ("averaged", "last")}
-            if not all(p.exists() for p in paths.values()):
-                c0 = time.process_time()
-                run = train_digit_model(recipe, split.train, seed, valid=valid, eval_every=500, device="cpu")
-                for k, p in paths.items(): save_digit_model(run.weights(k), p)
-                run.history.save(folder/f"{name}.json")
-                (folder/f"{name}.time.json").write_text(json.dumps(dict(wall_s=run.seconds, cpu_s=time.process_time() - c0)))
-                print(f"{name}: trained in {run.seconds:.0f} s", flush=True)
-            fold_models[held_out].append({k: load_digit_model(p, recipe.model_config()) for k, p in paths.items()})
             h = History.load(folder/f"{name}.json")
             trained[name] = dict(train_speakers=list(split.train), **json.loads((folder/f"{name}.time.json").read_text()),
                                  final_loss=sum(h.series("loss")[1][-100:]) / 100,
