@@ -26,7 +26,7 @@ __all__ = ['TRAIN_SPEAKERS', 'TEST_SPEAKERS', 'VALIDATION_SPEAKERS', 'EVAL_SEED'
            'digit_eval_set', 'WERInterval', 'wer_interval', 'transcribe_batch', 'evaluate_digits', 'DigitRecipe',
            'train_digits', 'DigitRun', 'train_digit_model', 'save_digit_model', 'load_digit_model', 'WhisperEnsemble',
            'ensemble_transcribe', 'speaker_spectrum', 'equalizer_gains', 'DigitDecoding', 'decode_digit_set',
-           'validate_decodings', 'choose_decoding']
+           'validate_decodings', 'choose_decoding', 'DigitScore', 'score_digit_models']
 
 # %% ../nbs/10a_whisper_digits.ipynb #a9d689ca
 TRAIN_SPEAKERS = ("george", "lucas", "nicolas", "yweweler")  # the FSDD speakers the digit models learn from
@@ -216,29 +216,38 @@ def digit_eval_set(
 # %% ../nbs/10a_whisper_digits.ipynb #7378cc8d
 class WERInterval(NamedTuple):
     "A word error rate with its bootstrap interval."
-    wer:float # total word errors / total reference words
+    wer:float # total word errors / total reference words (pooled over the runs)
     low:float # the interval's lower end
     high:float # its upper end
-    words:int # reference words scored
-    utterances:int # utterances scored
+    words:int # reference words scored (per run)
+    utterances:int # utterances scored (per run)
+    runs:int=1 # runs scored on the same utterances, e.g. models trained from different seeds
 
-    def __str__(self): return f"{self.wer:.1%} (95% interval {self.low:.1%} to {self.high:.1%}; {self.words} words in {self.utterances} utterances)"
+    def __str__(self):
+        over = "utterances" + (f" and {self.runs} runs" if self.runs > 1 else "")
+        return f"{self.wer:.1%} (95% interval {self.low:.1%} to {self.high:.1%}, bootstrap over {over}; {self.words} words in {self.utterances} utterances)"
 
 def wer_interval(
     refs:Sequence[str], # reference transcripts
     hyps:Sequence[str], # hypotheses, one per reference
+    *more_hyps:Sequence[str], # hypotheses of further runs (other seeds) on the same references
     n_boot:int=10_000, # bootstrap resamples
     level:float=0.95, # the interval's coverage
     seed:int=0, # the resampling seed
 ) -> WERInterval:
-    "`word_error_rate` with a percentile bootstrap interval: utterances resampled with replacement, errors and words summed."
-    if len(refs) != len(hyps) or not refs: raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses.")
-    errors = np.array([edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)])  # (n,)
+    "`word_error_rate` with a percentile bootstrap interval: utterances resampled with replacement (and runs, when several), errors and words summed."
+    runs = [hyps, *more_hyps]
+    if not refs or any(len(h) != len(refs) for h in runs):
+        raise ValueError(f"{len(refs)} references but {[len(h) for h in runs]} hypotheses per run: every run needs one per reference.")
+    errors = np.array([[edit_distance(r.split(), h.split()) for r, h in zip(refs, hs)] for hs in runs])  # (runs, n)
     words = np.array([len(r.split()) for r in refs])  # (n,)
-    idx = np.random.default_rng(seed).integers(0, len(refs), (n_boot, len(refs)))  # (n_boot, n)
-    boots = errors[idx].sum(1) / np.maximum(1, words[idx].sum(1))  # (n_boot,)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(refs), (n_boot, len(refs)))  # (n_boot, n): utterances
+    pick = rng.integers(0, len(runs), (n_boot, len(runs))) if len(runs) > 1 else np.zeros((n_boot, 1), int)  # (n_boot, runs): runs
+    boot_errors = errors[:, idx].sum(-1)  # (runs, n_boot): each run's errors on each resample
+    boots = np.take_along_axis(boot_errors.T, pick, 1).sum(1) / np.maximum(1, len(runs) * words[idx].sum(1))  # (n_boot,)
     low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return WERInterval(errors.sum() / max(1, words.sum()), float(low), float(high), int(words.sum()), len(refs))
+    return WERInterval(errors.sum() / max(1, len(runs) * words.sum()), float(low), float(high), int(words.sum()), len(refs), len(runs))
 
 # %% ../nbs/10a_whisper_digits.ipynb #9475ac37
 @torch.no_grad()
@@ -572,3 +581,30 @@ def choose_decoding(
     chosen = DigitDecoding(best.weights, None if pd.isna(best.peak) else float(best.peak), int(best.n_models), tuple(best.stretches),
                            None if pd.isna(best.equalizer_db) else float(best.equalizer_db))
     return chosen, table
+
+# %% ../nbs/10a_whisper_digits.ipynb #c6b1f749
+class DigitScore(NamedTuple):
+    "How a frozen decoding scores on a set of speakers: pooled over every run (choice of seeds), per speaker and per run."
+    overall:WERInterval # pooled over the runs, with a bootstrap over utterances and runs
+    speakers:dict # speaker -> `WERInterval`, pooled over the runs
+    runs:dict # run name ("seeds 0", ...) -> `WERInterval` of that run alone
+    refs:list # the reference transcripts
+    hyps:dict # run name -> its transcripts
+    who:list # the speaker of each utterance
+
+def score_digit_models(
+    models:Sequence[Whisper], # trained models, seeds in order
+    decoding:DigitDecoding, # how they transcribe, frozen
+    speakers:Sequence[str]=TEST_SPEAKERS, # whose utterances
+    reference:Sequence[str]=TRAIN_SPEAKERS, # the speakers the models trained on: the equaliser's target
+    n:int=200, # utterances
+    seed:int=EVAL_SEED, # their draw
+) -> DigitScore:
+    "`decoding` with every choice of `decoding.n_models` of `models` (a run each) on `n` utterances of `speakers`: WERs with intervals."
+    hyps = {}
+    for combo in itertools.combinations(range(len(models)), decoding.n_models):
+        refs, hyps["seeds " + "+".join(map(str, combo))], who = decode_digit_set([models[i] for i in combo], decoding, speakers, reference, n, seed)
+    runs = list(hyps.values())
+    of = lambda s, xs: [x for x, w in zip(xs, who) if w == s]  # the items spoken by `s`
+    return DigitScore(wer_interval(refs, *runs), {s: wer_interval(of(s, refs), *[of(s, h) for h in runs]) for s in speakers},
+                      {k: wer_interval(refs, h) for k, h in hyps.items()}, refs, hyps, who)

@@ -12,8 +12,8 @@ from llmcourse.whisper import WhisperModelConfig, Whisper, edit_distance, log_me
 from llmcourse.whisper_digits import (STRETCH_SETS, TEST_SPEAKERS, TRAIN_SPEAKERS, VALIDATION_SPEAKERS, DigitDecoding, DigitRecipe,
                                       DigitSplit, DigitUtterances, choose_decoding, decode_digit_set, digit_eval_set, digit_folds,
                                       digit_split, digit_utterances, ensemble_transcribe, equalizer_gains, evaluate_digits,
-                                      load_digit_model, normalize_peak, save_digit_model, spec_augment, speaker_spectrum,
-                                      train_digit_model, transcribe_batch, validate_decodings, warp_mel, wer_interval)
+                                      load_digit_model, normalize_peak, save_digit_model, score_digit_models, spec_augment,
+                                      speaker_spectrum, train_digit_model, transcribe_batch, validate_decodings, warp_mel, wer_interval)
 
 
 # --- the split ---------------------------------------------------------------------------------------------------
@@ -171,6 +171,27 @@ def test_wer_interval_matches_scipy_bootstrap(p_wrong):
                     method="percentile", random_state=3).confidence_interval
     assert abs(ci.low - ref.low) < 0.01 and abs(ci.high - ref.high) < 0.01, (ci, ref)  # different draws: within a point
     with pytest.raises(ValueError): wer_interval(refs, hyps[:-1])
+    with pytest.raises(ValueError): wer_interval(refs, hyps, hyps[:-1])
+
+
+def test_wer_interval_over_runs():
+    rng = np.random.default_rng(2)
+    words = ["one", "two", "three"]
+    refs = [" ".join(rng.choice(words, rng.integers(1, 4))) for _ in range(120)]
+    noisy = lambda p: [r if rng.random() >= p else " ".join(rng.choice(words, rng.integers(1, 4))) for r in refs]
+    a, b, c = noisy(0.1), noisy(0.3), noisy(0.5)
+    one, same = wer_interval(refs, a), wer_interval(refs, a, a, a)
+    assert (same.wer, same.low, same.high, same.runs) == pytest.approx((one.wer, one.low, one.high, 3))  # identical runs: the seeds add nothing
+    pooled = wer_interval(refs, a, b, c)
+    assert pooled.wer == pytest.approx(np.mean([word_error_rate(refs, h) for h in (a, b, c)])) and pooled.runs == 3
+    assert pooled.high - pooled.low > max(wer_interval(refs, h).high - wer_interval(refs, h).low for h in (a, b, c))  # runs that disagree widen it
+    # a direct two-level bootstrap (seeds, then utterances), written here without wer_interval: the same interval within a point
+    err = np.array([[edit_distance(r.split(), h.split()) for r, h in zip(refs, hs)] for hs in (a, b, c)]); n = np.array([len(r.split()) for r in refs])
+    g, boots = np.random.default_rng(7), []
+    for _ in range(4000):
+        i, k = g.integers(0, len(refs), len(refs)), g.integers(0, 3, 3)
+        boots.append(err[k][:, i].sum() / (3 * n[i].sum()))
+    assert np.quantile(boots, [0.025, 0.975]) == pytest.approx([pooled.low, pooled.high], abs=0.01)
 
 
 # --- choosing on validation speakers ---------------------------------------------------------------------------------
@@ -210,6 +231,19 @@ def test_validate_decodings_scores_every_choice_of_models():
     for r, ms in zip(rows, ([models[0]["last"]], [models[1]["last"]], [m["last"] for m in models])):  # against a direct decode
         hyps = ensemble_transcribe(ms, mel)
         assert r["errors"] == sum(edit_distance(t.split(), h.split()) for t, h in zip(texts, hyps))
+
+
+def test_score_digit_models_runs_every_choice_of_seeds():
+    models = [train_digit_model(DigitRecipe.tiny(), seed=s, device="cpu").last for s in (0, 1, 2)]
+    one = score_digit_models(models, DigitDecoding(weights="last"), n=12)
+    assert list(one.runs) == ["seeds 0", "seeds 1", "seeds 2"] and one.overall.runs == 3 and len(one.refs) == 12
+    for k, m in zip(one.runs, models):  # each run is its model's greedy transcripts of the test utterances
+        mel, texts, _ = digit_eval_set(TEST_SPEAKERS, 12)
+        assert one.hyps[k] == transcribe_batch(m, mel) and one.runs[k].wer == pytest.approx(word_error_rate(texts, one.hyps[k]))
+    assert one.overall.wer == pytest.approx(np.mean([c.wer for c in one.runs.values()]))
+    assert sum(c.words for c in one.speakers.values()) == one.overall.words and set(one.speakers) == set(TEST_SPEAKERS)
+    pairs = score_digit_models(models, DigitDecoding(weights="last", n_models=2), n=12)
+    assert list(pairs.runs) == ["seeds 0+1", "seeds 0+2", "seeds 1+2"]
 
 
 # --- saving and loading ------------------------------------------------------------------------------------------------
