@@ -441,8 +441,8 @@ class WhisperEnsemble:
         return self
 
     def encoder(self, mel:Tensor) -> list[Tensor]:
-        "(B, n_mels, frames) -> one (B, S, E) encoding per (model, stretch)."
-        return [m.encoder(warp_mel(mel, torch.full((mel.size(0),), a))) for m, a in self.votes]
+        "(B, n_mels, frames) -> one (B, S, E) encoding per (model, stretch), each in its model's dtype."
+        return [m.encoder(warp_mel(mel, torch.full((mel.size(0),), a)).to(next(m.parameters()).dtype)) for m, a in self.votes]
 
     def decoder(self, tokens:Tensor, audios:list[Tensor]) -> Tensor:
         "(B, T) tokens and the encodings -> (B, T, V) next-token log-probabilities averaged over the votes."

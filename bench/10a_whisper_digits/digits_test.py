@@ -1,23 +1,23 @@
 """Lesson 10a: score the test speakers (jackson, theo) once, with the decoding that validation chose, frozen.
 
-Reads the choice from `llmcourse/assets/whisper_digits/validation.json` and the final models from the same folder,
-transcribes the 200 test utterances, and reports the WER with a 95% bootstrap interval over utterances, per speaker,
-and with every possible choice of seeds for the same decoding (the spread over seeds). It also decodes once more with
-the models in float64: the words that change measure how far floating-point rounding alone moves the result, the
-margin the lesson's and the tests' thresholds allow for other CPUs. Writes `digits_test.json` and its RESULTS.md section.
+Reads the choice from `llmcourse/assets/whisper_digits/validation.json` and the three final models from the same
+folder, and transcribes the 200 test utterances with `score_digit_models`, as the lesson does: every choice of seeds
+the decoding allows is a run, and the WER is reported pooled over the runs with a 95% bootstrap interval over
+utterances and runs, per speaker, and per run. It also decodes once more with the models in float64: the words that
+change measure how far floating-point rounding alone moves the result, the margin that the lesson's and the tests'
+thresholds allow for other CPUs. Writes `digits_test.json` and its RESULTS.md section.
 
     python bench/10a_whisper_digits/digits_test.py
 """
-import itertools, json, sys
+import json, sys
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import machine_line, record, write_section, ROOT
-from llmcourse.whisper import edit_distance, word_error_rate
-from llmcourse.whisper_digits import (TEST_SPEAKERS, TRAIN_SPEAKERS, DigitDecoding, DigitRecipe, decode_digit_set, digit_eval_set,
-                                      ensemble_transcribe, load_digit_model, wer_interval)
+from llmcourse.whisper import edit_distance
+from llmcourse.whisper_digits import DigitDecoding, DigitRecipe, load_digit_model, score_digit_models
 
 GOAL = 0.15  # the lesson's target, set before any run
 
@@ -26,30 +26,28 @@ def main():
     assets = ROOT/"llmcourse"/"assets"/"whisper_digits"
     chosen = DigitDecoding(**json.loads((assets/"validation.json").read_text())["chosen"])
     models = [load_digit_model(assets/f"digits_s{s}.pt", DigitRecipe.slow().model_config()) for s in range(3)]
-    refs, hyps, who = decode_digit_set(models, chosen, TEST_SPEAKERS, TRAIN_SPEAKERS)
-    head = wer_interval(refs, hyps)
-    speakers = {s: wer_interval([r for r, w in zip(refs, who) if w == s], [h for h, w in zip(hyps, who) if w == s]) for s in TEST_SPEAKERS}
-    seeds = {}
-    for combo in itertools.combinations(range(len(models)), chosen.n_models):
-        r, h, _ = decode_digit_set([models[i] for i in combo], chosen, TEST_SPEAKERS, TRAIN_SPEAKERS)
-        seeds["+".join(map(str, combo))] = word_error_rate(r, h)
-    # float64: the same weights, the features and every sum in double precision
-    mel, texts, _ = digit_eval_set(TEST_SPEAKERS, peak=chosen.peak, equalizer_db=chosen.equalizer_db, reference=TRAIN_SPEAKERS)
-    hyps64 = ensemble_transcribe([m.double() for m in models[:chosen.n_models]], mel.double(), stretches=chosen.stretches)
-    changed = sum(edit_distance(a.split(), b.split()) for a, b in zip(hyps, hyps64))
-    results = dict(chosen=asdict(chosen), goal=GOAL, test=head._asdict(), speakers={s: c._asdict() for s, c in speakers.items()},
-                   seeds=seeds, seed_mean=float(np.mean(list(seeds.values()))), seed_sd=float(np.std(list(seeds.values()))),
-                   float64_word_changes=changed, float64_wer=word_error_rate(texts, hyps64))
+    score = score_digit_models(models, chosen)
+    # float64: the same weights, every sum in double precision (the features are computed in float32 either way)
+    score64 = score_digit_models([m.double() for m in models], chosen)
+    changed = {k: sum(edit_distance(a.split(), b.split()) for a, b in zip(score.hyps[k], score64.hyps[k])) for k in score.hyps}
+    run_wers = [c.wer for c in score.runs.values()]
+    met = "met by the whole interval" if score.overall.high <= GOAL else "met by the estimate, not by the whole interval" if score.overall.wer <= GOAL else "missed"
+    results = dict(chosen=asdict(chosen), goal=GOAL, goal_verdict=met, test=score.overall._asdict(),
+                   speakers={s: c._asdict() for s, c in score.speakers.items()}, runs={k: c._asdict() for k, c in score.runs.items()},
+                   run_mean=float(np.mean(run_wers)), run_sd=float(np.std(run_wers, ddof=1)) if len(run_wers) > 1 else 0.0,
+                   float64_word_changes=changed, float64_test=score64.overall._asdict())
     record(__file__, "digits_test", results)
+    o = score.overall
     lines = ["## The test speakers, scored once (`digits_test.py`)", "", f"Machine: {machine_line()}.", "",
              f"Decoding frozen on validation speakers: {chosen}. Models: `digits_s0.pt`, `digits_s1.pt`, `digits_s2.pt`.", "",
-             "| scored | WER | 95% bootstrap interval |", "| --- | --- | --- |",
-             f"| all {head.utterances} utterances ({head.words} words) | **{head.wer:.1%}** | {head.low:.1%} to {head.high:.1%} |"]
-    lines += [f"| {s} ({c.utterances} utterances) | {c.wer:.1%} | {c.low:.1%} to {c.high:.1%} |" for s, c in speakers.items()]
-    lines += ["", "The same decoding with each choice of seeds: " + ", ".join(f"seeds {k}: {v:.1%}" for k, v in seeds.items())
-              + f" (mean {results['seed_mean']:.1%}, standard deviation {results['seed_sd']:.1%}).", "",
-              f"The goal, set before any run, was {GOAL:.0%} or less: " + ("met." if head.high <= GOAL else "met by the point estimate, not by the whole interval." if head.wer <= GOAL else "missed."), "",
-              f"In float64 the same models change {changed} word(s) of the transcripts (WER {results['float64_wer']:.1%})."]
+             "| scored | WER | 95% bootstrap interval | resampled |", "| --- | --- | --- | --- |",
+             f"| all {o.utterances} utterances ({o.words} words), {o.runs} runs pooled | **{o.wer:.1%}** | {o.low:.1%} to {o.high:.1%} | utterances and runs |"]
+    lines += [f"| {s} ({c.utterances} utterances), runs pooled | {c.wer:.1%} | {c.low:.1%} to {c.high:.1%} | utterances and runs |" for s, c in score.speakers.items()]
+    lines += [f"| {k} alone | {c.wer:.1%} | {c.low:.1%} to {c.high:.1%} | utterances |" for k, c in score.runs.items()]
+    lines += ["", f"Over the runs: mean {results['run_mean']:.1%}, standard deviation {results['run_sd']:.1%}.", "",
+              f"The goal, set before any run, was a WER of {GOAL:.0%} or less: {met}.", "",
+              "In float64 the same models change " + ", ".join(f"{v} word(s) in {k}" for k, v in changed.items())
+              + f" (pooled WER {score64.overall.wer:.1%})."]
     write_section(__file__, "digits_test", "\n".join(lines))
     print("\n".join(lines))
 
