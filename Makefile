@@ -29,12 +29,14 @@ endif
 
 # torch first, from the pinned pair (on this machine's disk); then llama-cpp-python from a wheel built once for
 # this CPU and cached; then the package with every extra the quick course and the tests use; then the two packages
-# whose declared requirements would break the rest (see tools/no-deps-requirements.txt).
+# whose declared requirements would break the rest (see tools/no-deps-requirements.txt); last Debian's chromium for the
+# browser test (tests/test_browser.py), when we are root with apt-get (else it says what to run).
 setup:
 	$(PYTHON) -m pip install -q $(TORCH_PINS)
 	PYTHON=$(PYTHON) bash tools/install_llama_cpp.sh
 	$(PYTHON) -m pip install -q -e ".[dev,all]"
 	$(PYTHON) -m pip install -q --no-deps -r tools/no-deps-requirements.txt
+	bash tools/install_browser.sh
 
 # every lesson in quick mode, each in a process and a folder of its own, two at a time; a timing table at the end
 course: setup
