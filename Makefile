@@ -18,6 +18,9 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
+# OpenMP threads wait by sleeping, not spinning: with two lessons side by side, spinning threads of one stall the
+# other (llama.cpp ran 13x slower in the browser test on a busy machine)
+export OMP_WAIT_POLICY ?= PASSIVE
 # lessons run in folders of their own: make a relative mirror folder absolute first
 ifneq ($(strip $(LLMCOURSE_MIRROR)),)
 ifeq ($(findstring ://,$(LLMCOURSE_MIRROR)),)

@@ -222,13 +222,15 @@ def setup_cell(
     return "\n".join([
         "#| hide",
         "# Setup: on Colab (or wherever llmcourse is not installed) install it with what this lesson needs; Colab keeps its",
-        "# own torch. Anywhere else this does nothing. With a GPU, and LLMCOURSE_MODE not set, the lesson runs in full mode.",
+        "# own torch. Anywhere else it installs nothing. With a GPU, and LLMCOURSE_MODE not set, the lesson runs in full mode.",
         "import importlib.util, os, subprocess, sys",
         'if importlib.util.find_spec("llmcourse") is None:',
         *runs,
         'if "LLMCOURSE_MODE" not in os.environ:',
         "    import torch",
-        '    os.environ["LLMCOURSE_MODE"] = "full" if torch.cuda.is_available() else "quick"'])
+        '    os.environ["LLMCOURSE_MODE"] = "full" if torch.cuda.is_available() else "quick"',
+        "from llmcourse.core import skip_flagged_cells",
+        "skip_flagged_cells() # Run All: cells flagged for another mode say so instead of running"])
 
 # %% ../nbs/90_cli.ipynb #d35117c1
 SOLUTION_HEAD = '#| code-fold: true\n#| code-summary: "Solution"\n#@title Solution\n'
