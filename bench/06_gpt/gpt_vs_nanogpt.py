@@ -35,6 +35,11 @@ VARIANTS = { # name -> what changes from `TrainConfig.nanogpt_cpu()` on `GPTConf
 LEVERS = ["fast-fused", "fast-attn-bf16", "fast-no-eval", "fast-compile"]
 
 
+def short_warmup(iters:int) -> int:
+    "The warm-up of a shortened run (`--iters` below the recipe's 2000, for a quick look): a twentieth, as 100 is of 2000."
+    return max(1, iters // 20)
+
+
 def run_ours(variant:str, iters:int, out_dir:Path):
     "One training run in this process (the child of `main`); prints a RESULT line."
     import torch
@@ -44,6 +49,7 @@ def run_ours(variant:str, iters:int, out_dir:Path):
     seed_everything(1337)
     model = gpt.GPT(gpt.GPTConfig.baby(vocab_size=tok.vocab_size))
     kw = dict(max_iters=iters, lr_decay_iters=iters, ckpt_path=str(out_dir/"ckpt.pt"))
+    if iters != 2000: kw.update(warmup_iters=short_warmup(iters), eval_interval=max(1, iters // 8))
     if variant == "fast-no-eval": kw["eval_interval"] = 10**9
     tc = gpt.TrainConfig.nanogpt_cpu(**kw) if variant == "lesson" else gpt.TrainConfig.nanogpt_cpu_fast(**kw)
     if variant == "fast-fused":
@@ -71,8 +77,9 @@ def run_ours(variant:str, iters:int, out_dir:Path):
 
 
 def whole_split_val(kind:str, ckpt:Path, nanogpt_dir:Path|None=None) -> float:
-    "Float32 loss of a saved final model on every non-overlapping 64-character window of the validation split."
+    "Float32 loss of a saved final model on every non-overlapping 64-character window of the validation split, and its step."
     import torch
+    if not ckpt.exists(): return None, None # nanoGPT saves only when the validation loss improved
     from llmcourse.gpt import GPT, GPTConfig, shakespeare_char
     tok, _, va = shakespeare_char()
     if kind == "nanogpt":
@@ -145,7 +152,9 @@ def main():
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads), "LLMCOURSE_PROGRESS": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(harness.ROOT), os.environ.get("PYTHONPATH")]))}
     variants = [v for v in a.variants.split(",") if v]
-    recipe = RECIPE if a.iters == 2000 else [r for r in RECIPE if not r.startswith(("--max_iters", "--lr_decay"))] + [f"--max_iters={a.iters}", f"--lr_decay_iters={a.iters}"]
+    recipe = RECIPE if a.iters == 2000 else [r for r in RECIPE if not r.startswith(("--max_iters", "--lr_decay"))] + [
+        f"--max_iters={a.iters}", f"--lr_decay_iters={a.iters}", f"--warmup_iters={short_warmup(a.iters)}",
+        f"--eval_interval={max(1, a.iters // 8)}"]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp); nano = prepare_nanogpt(src, work)
@@ -165,7 +174,7 @@ def main():
             del res["stdout"]
             runs.append(dict(round=r, who=who, **res))
             print(f"round {r} {who:15s} {res['wall_s']:7.1f} s wall, {res['cpu_s']:7.1f} s CPU, val {res['val']:.4f} "
-                  f"(whole split {res['whole_val']:.4f}), load {res['load_before'][0]} -> {res['load_after'][0]}", flush=True)
+                  f"(whole split {res['whole_val'] or float('nan'):.4f} at step {res['ckpt_step']}), load {res['load_before'][0]} -> {res['load_after'][0]}", flush=True)
     summary = {}
     for who in ["nanogpt"] + variants + (LEVERS if a.levers else []):
         rs = [r for r in runs if r["who"] == who]
@@ -187,7 +196,7 @@ def main():
     for who, s in summary.items():
         rows.append(f"| {who} | {s['what']} | {s['runs']} | {s['best_wall_s']:.1f} | {s['mean_wall_s']:.1f} | "
                     f"{s['speed_vs_nanogpt']:.2f}x, {s['speed_vs_nanogpt_mean']:.2f}x | {s['best_cpu_s']:.1f} | "
-                    f"{', '.join(f'{v:.4f}' for v in s['val'])} | {', '.join(f'{v:.4f}' for v in s['whole_val'])} |")
+                    f"{', '.join(f'{v:.4f}' for v in s['val'])} | {', '.join(f'{v:.4f}' if v else '-' for v in s['whole_val'])} |")
     loads = ", ".join(f"{r['who']} {r['load_before'][0]}->{r['load_after'][0]}" for r in runs)
     harness.write_section(__file__, "vs_nanogpt", "\n".join([
         "## Against nanoGPT: whole-process time at nanoGPT's CPU recipe", "",
