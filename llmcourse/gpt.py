@@ -8,7 +8,7 @@ Docs: https://llmcourse.github.io/llmcourse/gpt.html.md"""
 from __future__ import annotations
 import math, os, time
 from contextlib import nullcontext
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +37,7 @@ class GPTConfig:
     n_embd: int = 768 # width of the residual stream
     dropout: float = 0.0 # dropout on embeddings, attention weights and residual branches
     layer_norm_eps: float = 1e-5 # LayerNorm epsilon (GPT-2 uses 1e-5)
+    bias: bool = True # biases in the linear layers and LayerNorms (GPT-2 has them; nanoGPT trains without by default)
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -91,8 +92,8 @@ class CausalSelfAttention(nn.Module):
                 ):
         super().__init__()
         self.n_head, self.n_embd, self.layer, self.dropout = cfg.n_head, cfg.n_embd, layer, cfg.dropout
-        self.c_attn = nn.Linear(cfg.n_embd, 3*cfg.n_embd) # queries, keys, values in one matmul
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd) # back to the residual stream
+        self.c_attn = nn.Linear(cfg.n_embd, 3*cfg.n_embd, bias=cfg.bias) # queries, keys, values in one matmul
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) # back to the residual stream
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self,
@@ -128,8 +129,8 @@ class MLP(nn.Module):
     "GPT-2's feed-forward layer: widen 4x, GELU (tanh approximation), project back."
     def __init__(self, cfg:GPTConfig): # the model's sizes
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4*cfg.n_embd)
-        self.c_proj = nn.Linear(4*cfg.n_embd, cfg.n_embd)
+        self.c_fc = nn.Linear(cfg.n_embd, 4*cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4*cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x:torch.Tensor) -> torch.Tensor: # (B, T, C)
@@ -142,9 +143,9 @@ class Block(nn.Module):
                  layer:int=0, # the block's index
                 ):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg, layer)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self,
@@ -165,7 +166,7 @@ class GPT(nn.Module):
             wpe=nn.Embedding(cfg.block_size, cfg.n_embd), # learned positions
             drop=nn.Dropout(cfg.dropout),
             h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)]),
-            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)))
+            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight # tied: one matrix reads and writes tokens
         self.apply(self._init_weights)
@@ -207,6 +208,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 
 def hf_config(cfg:GPTConfig): # our sizes
     "A `transformers.GPT2Config` with the sizes of `cfg`."
+    if not cfg.bias: raise ValueError("GPT-2 has biases in every linear layer and LayerNorm; a GPTConfig(bias=False) model has no GPT2Config")
     from transformers import GPT2Config
     return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                       n_head=cfg.n_head, activation_function="gelu_new", layer_norm_epsilon=cfg.layer_norm_eps,
@@ -447,9 +449,10 @@ def _mean_over_processes(x:torch.Tensor, world:int) -> torch.Tensor:
     x = x.clone(); dist.all_reduce(x); return x / world
 
 # %% ../nbs/06_gpt.ipynb #5eb83a18
-def autocast_context(tc:TrainConfig, # `tc.autocast_dtype` says which precision, None for float32
-             device:torch.device|str|None=None, # where the model computes
-            ):
+def autocast_context(
+    tc:TrainConfig, # `tc.autocast_dtype` says which precision, None for float32
+    device:torch.device|str|None=None, # where the model computes
+):
     "The context that runs a forward pass in `tc.autocast_dtype` (bfloat16 matrix products), or does nothing."
     if tc.autocast_dtype is None: return nullcontext()
     return torch.autocast(torch.device(device or "cpu").type, dtype=getattr(torch, tc.autocast_dtype))
@@ -484,8 +487,9 @@ def _check_resumable(ck:dict, path, model:GPT) -> dict:
     "`ck` if `train` can resume `model` from it; else a `ValueError` naming the file and what does not fit."
     missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
     if missing: raise ValueError(f"{path} lacks {missing}: it was not written by `train`. Point `ckpt_path` elsewhere.")
-    want = asdict(model.cfg)
-    diff = [f"{k}={ck['model_config'].get(k)!r} there, {v!r} here" for k, v in want.items() if ck["model_config"].get(k) != v]
+    defaults = {f.name: f.default for f in fields(GPTConfig)} # for sizes that older checkpoints did not record
+    have = {**defaults, **ck["model_config"]}
+    diff = [f"{k}={have.get(k)!r} there, {v!r} here" for k, v in asdict(model.cfg).items() if have.get(k) != v]
     if diff: raise ValueError(f"{path} is a checkpoint of another model ({'; '.join(diff)}): build the model with the "
                               "checkpoint's sizes, or point `ckpt_path` elsewhere to start afresh.")
     return ck

@@ -312,3 +312,15 @@ def test_autocast_attention_runs_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16): logits, _ = m(idx)
     assert seen == [torch.float32] and logits.dtype == torch.bfloat16
     assert_close(logits.float(), m(idx)[0], atol=0.05, rtol=0.05) # close to the float32 forward
+
+
+def test_no_bias_model_is_nanogpts_architecture():
+    "GPTConfig(bias=False) has nanoGPT's parameters: no biases in linear layers or LayerNorms; GPT-2's mapping refuses it."
+    cfg = GPTConfig.baby(bias=False)
+    m = GPT(cfg)
+    assert not [n for n, _ in m.named_parameters() if n.endswith(".bias")]
+    C = cfg.n_embd # tied token table, then per block 12 C^2 weights and two LayerNorm gains, then ln_f's gain
+    assert m.num_params() == cfg.vocab_size*C + cfg.n_layer*(12*C*C + 2*C) + C == 795_904 # nanoGPT prints 0.80M for it
+    with pytest.raises(ValueError, match="biases"): hf_config(cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16): _, loss = m(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long))
+    loss.backward()

@@ -22,6 +22,8 @@ VARIANTS = {
     "float32-fused": "float32, fused AdamW",
     "bfloat16": "bfloat16 matrix products, attention in float32 (`nanogpt_cpu_fast`)",
     "bfloat16-fused": "bfloat16, fused AdamW",
+    "float32-nobias": "float32, no biases (nanoGPT's architecture)",
+    "bfloat16-nobias": "bfloat16, no biases",
     "bfloat16-attn-bf16": "bfloat16, attention in bfloat16 too",
     "eval-float32": "one evaluation batch (forward only), float32",
     "eval-bfloat16": "one evaluation batch (forward only), bfloat16",
@@ -37,7 +39,7 @@ def make(variant, nano, vocab):
             m = nano.GPT(nano.GPTConfig(block_size=64, vocab_size=vocab, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False))
             opt = m.configure_optimizers(tc.weight_decay, tc.lr, (tc.beta1, tc.beta2), "cpu")
         return m, opt, contextlib.nullcontext
-    m = gpt.GPT(gpt.GPTConfig.baby(vocab_size=vocab))
+    m = gpt.GPT(gpt.GPTConfig.baby(vocab_size=vocab, bias="nobias" not in variant))
     opt = gpt.configure_optimizer(m, tc)
     if "fused" in variant: opt = torch.optim.AdamW(opt.param_groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=True)
     bf16 = "bfloat16" in variant

@@ -5,13 +5,13 @@
 nanoGPT (karpathy/nanoGPT, fetched by you into a folder outside this repository; its code is never copied here) runs
 its own `train.py` with the command its README gives for a CPU: 4 layers, 4 heads, width 128, context 64, batch 12,
 2,000 steps, no compile, dropout 0. `llmcourse.gpt.train` runs the same recipe (`TrainConfig.nanogpt_cpu`) on the
-same model sizes, once as the lesson writes it (float32) and once with `TrainConfig.nanogpt_cpu_fast` (bfloat16
-matrix products). The runs take turns, round after round, each in a fresh process with `--threads` threads, and each
+same model sizes: as the lesson writes it (float32, GPT-2's biases), with `TrainConfig.nanogpt_cpu_fast` (bfloat16
+matrix products), and with bfloat16 on nanoGPT's own architecture, which has no biases (`GPTConfig.baby(bias=False)`). The runs take turns, round after round, each in a fresh process with `--threads` threads, and each
 is timed from the start of its process to its end (imports, data, training, evaluations and checkpoints included).
 Both final models are then scored in float32 on the whole validation split (every non-overlapping window of 64), which
 no batch draw can move, next to the 20-batch estimate each program prints.
 
-`--levers` adds runs that switch one thing at a time: fused AdamW, attention in bfloat16, no evaluations,
+`--levers` adds runs that switch one thing at a time: no biases in float32, fused AdamW, attention in bfloat16, no evaluations,
 `torch.compile` (its compile time counted). Writes `vs_nanogpt.json`, the `vs_nanogpt` section of RESULTS.md and the
 summary the lesson shows (`llmcourse/assets/gpt/vs_nanogpt.json`). Timings need an idle machine: the load average is
 recorded before and after every run.
@@ -27,12 +27,14 @@ RECIPE = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=
 VARIANTS = { # name -> what changes from `TrainConfig.nanogpt_cpu()` on `GPTConfig.baby()`
     "lesson": "float32, as the lesson writes it",
     "fast": "bfloat16 matrix products (`nanogpt_cpu_fast`)",
+    "fast-nobias": "bfloat16, nanoGPT's model: no biases (`GPTConfig.baby(bias=False)`)",
+    "nobias": "float32, no biases",
     "fast-fused": "bfloat16, fused AdamW",
     "fast-attn-bf16": "bfloat16, attention in bfloat16 too",
     "fast-no-eval": "bfloat16, no evaluation before the last step",
     "fast-compile": "bfloat16, `torch.compile` (compile time counted)",
 }
-LEVERS = ["fast-fused", "fast-attn-bf16", "fast-no-eval", "fast-compile"]
+LEVERS = ["nobias", "fast-fused", "fast-attn-bf16", "fast-no-eval", "fast-compile"]
 
 
 def short_warmup(iters:int) -> int:
@@ -47,11 +49,11 @@ def run_ours(variant:str, iters:int, out_dir:Path):
     from llmcourse.core import seed_everything
     tok, tr, va = gpt.shakespeare_char()
     seed_everything(1337)
-    model = gpt.GPT(gpt.GPTConfig.baby(vocab_size=tok.vocab_size))
+    model = gpt.GPT(gpt.GPTConfig.baby(vocab_size=tok.vocab_size, bias="nobias" not in variant))
     kw = dict(max_iters=iters, lr_decay_iters=iters, ckpt_path=str(out_dir/"ckpt.pt"))
     if iters != 2000: kw.update(warmup_iters=short_warmup(iters), eval_interval=max(1, iters // 8))
     if variant == "fast-no-eval": kw["eval_interval"] = 10**9
-    tc = gpt.TrainConfig.nanogpt_cpu(**kw) if variant == "lesson" else gpt.TrainConfig.nanogpt_cpu_fast(**kw)
+    tc = gpt.TrainConfig.nanogpt_cpu(**kw) if variant in ("lesson", "nobias") else gpt.TrainConfig.nanogpt_cpu_fast(**kw)
     if variant == "fast-fused":
         plain = gpt.configure_optimizer
         def fused(model, tc):
@@ -137,7 +139,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=2000, help="fewer for a quick look; the recipe is 2000")
-    ap.add_argument("--variants", default="lesson,fast", help=f"ours to run, of {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="lesson,fast,fast-nobias", help=f"ours to run, of {', '.join(VARIANTS)}")
     ap.add_argument("--levers", action="store_true", help=f"add {', '.join(LEVERS)} (once each)")
     ap.add_argument("--no-record", action="store_true", help="print, but write no JSON, RESULTS.md or asset")
     ap.add_argument("--run-ours", default=None, help=argparse.SUPPRESS)
