@@ -78,6 +78,13 @@ def step_times(variant, nano, get_batch, vocab, steps):
     attention_in_bf16(False)
     return out
 
+def hide_nanogpt_path():
+    "Name the nanoGPT folder `<nanoGPT>` in the command this run records: bench files hold no machine paths."
+    for i, arg in enumerate(sys.argv[:-1]):
+        if arg == "--nanogpt": sys.argv[i + 1] = "<nanoGPT>"
+    sys.argv = [("--nanogpt=<nanoGPT>" if a.startswith("--nanogpt=") else a) for a in sys.argv]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nanogpt", type=Path, default=None)
@@ -87,6 +94,7 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    hide_nanogpt_path()
     nano = None
     if a.nanogpt:
         spec = importlib.util.spec_from_file_location("nanogpt_model", a.nanogpt/"model.py")
@@ -101,7 +109,7 @@ def main():
             print(f"round {r} {v:20s} median {statistics.median(times[v]):6.1f} ms", flush=True)
     base = statistics.median(times["float32"]) if "float32" in times else None
     rows = [dict(variant=v, what=VARIANTS[v], median_ms=statistics.median(t), p10_ms=sorted(t)[len(t) // 10],
-                 vs_float32=(base / statistics.median(t)) if base else None) for v, t in times.items()]
+                 vs_float32=(base / statistics.median(t)) if base and not v.startswith("eval") else None) for v, t in times.items()]
     harness.record(__file__, "step_levers", dict(steps=a.steps, rounds=a.rounds, threads=a.threads, rows=rows,
                                                  load_before=load0, load_after=os.getloadavg()))
     lines = ["## One training step, lever by lever (CPU time)", "",

@@ -132,6 +132,13 @@ def timed_process(cmd, cwd, env) -> dict:
                 load_before=[round(x, 2) for x in load0], load_after=[round(x, 2) for x in os.getloadavg()], stdout=out.stdout)
 
 
+def hide_nanogpt_path():
+    "Name the nanoGPT folder `<nanoGPT>` in the command this run records: bench files hold no machine paths."
+    for i, arg in enumerate(sys.argv[:-1]):
+        if arg == "--nanogpt": sys.argv[i + 1] = "<nanoGPT>"
+    sys.argv = [("--nanogpt=<nanoGPT>" if a.startswith("--nanogpt=") else a) for a in sys.argv]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nanogpt", type=Path, help="a folder with karpathy/nanoGPT (outside this repository)")
@@ -148,6 +155,7 @@ def main():
     if a.run_ours: return run_ours(a.run_ours, a.iters, a.out_dir)
     if not a.nanogpt: ap.error("--nanogpt is required: the folder of a karpathy/nanoGPT checkout")
     src = a.nanogpt.resolve()
+    hide_nanogpt_path()
     if harness.ROOT in [src, *src.parents]: sys.exit(f"{src} is inside this repository; keep nanoGPT's code outside it.")
     nano_commit = a.nanogpt_commit or subprocess.run(["git", "-C", str(src), "rev-parse", "--short=12", "HEAD"],
                                                      capture_output=True, text=True).stdout.strip() or "unknown"
