@@ -357,6 +357,7 @@ class TrainConfig:
     autocast_dtype: str|None = None # "bfloat16": matrix products in bfloat16 (weights, optimizer and loss stay float32)
 
     def __post_init__(self):
+        if self.ckpt_path is not None: self.ckpt_path = str(self.ckpt_path) # a checkpoint keeps plain data only
         if self.autocast_dtype not in (None, "bfloat16", "float16"):
             raise ValueError(f"autocast_dtype is {self.autocast_dtype!r}; use None (float32), 'bfloat16' or 'float16'.")
 

@@ -253,7 +253,7 @@ def _tiny_run(tmp_path, ckpt, cfg=None, steps=4):
     tok, tr, va = shakespeare_char()
     seed_everything(0)
     model = GPT(cfg or GPTConfig.tiny(vocab_size=tok.vocab_size))
-    tc = TrainConfig(max_iters=steps, batch_size=4, warmup_iters=1, eval_interval=2, eval_iters=1, ckpt_path=str(ckpt))
+    tc = TrainConfig(max_iters=steps, batch_size=4, warmup_iters=1, eval_interval=2, eval_iters=1, ckpt_path=ckpt) # a Path or a str
     return train(model, token_batches(tr, va, model.cfg.block_size), tc, device="cpu", progress=False)
 
 class _NotData:
@@ -324,3 +324,9 @@ def test_no_bias_model_is_nanogpts_architecture():
     with pytest.raises(ValueError, match="biases"): hf_config(cfg)
     with torch.autocast("cpu", dtype=torch.bfloat16): _, loss = m(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long))
     loss.backward()
+
+
+def test_checkpoint_path_may_be_a_path(tmp_path):
+    "A `Path` as `ckpt_path` is stored as text, so the checkpoint still loads with `weights_only` (no pickled objects)."
+    _tiny_run(tmp_path, tmp_path/"ck.pt") # passes a Path
+    assert load_checkpoint(tmp_path/"ck.pt")["train_config"]["ckpt_path"] == str(tmp_path/"ck.pt")

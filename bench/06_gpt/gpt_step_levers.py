@@ -9,7 +9,7 @@ the median step of each is kept. With `--nanogpt`, nanoGPT's own model and optim
 that folder, never copied here) run the same step for reference. Writes `step_levers.json` and the `step_levers`
 section of RESULTS.md.
 """
-import argparse, contextlib, importlib.util, os, statistics, sys, time
+import argparse, contextlib, importlib.util, os, statistics, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
@@ -25,6 +25,7 @@ VARIANTS = {
     "float32-nobias": "float32, no biases (nanoGPT's architecture)",
     "bfloat16-nobias": "bfloat16, no biases",
     "bfloat16-attn-bf16": "bfloat16, attention in bfloat16 too",
+    "bfloat16-compile": "bfloat16, `torch.compile` (its compile time is the first step's wall time)",
     "eval-float32": "one evaluation batch (forward only), float32",
     "eval-bfloat16": "one evaluation batch (forward only), bfloat16",
     "nanogpt": "nanoGPT's model.py and optimizer, float32 (no biases, exact GELU)",
@@ -65,8 +66,9 @@ def step_times(variant, nano, get_batch, vocab, steps):
     g, out = torch.Generator().manual_seed(0), []
     evaluating = variant.startswith("eval")
     if evaluating: m.eval()
+    if variant.endswith("compile"): m = torch.compile(m)
     for i in range(steps + 5):
-        t = time.process_time()
+        t, wall = time.process_time(), time.perf_counter()
         x, y = get_batch("train", 12, g)
         if evaluating:
             with torch.no_grad(), ctx(): m(x, y)[1].item()
@@ -74,9 +76,12 @@ def step_times(variant, nano, get_batch, vocab, steps):
             with ctx(): _, loss = m(x, y)
             loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
             loss.item()
+        if i == 0: COMPILE_S.setdefault(variant, []).append(time.perf_counter() - wall)
         if i >= 5: out.append(1000 * (time.process_time() - t))
     attention_in_bf16(False)
     return out
+
+COMPILE_S = {} # variant -> wall seconds of each first step (torch.compile compiles there)
 
 def hide_nanogpt_path():
     "Name the nanoGPT folder `<nanoGPT>` in the command this run records: bench files hold no machine paths."
@@ -91,10 +96,12 @@ def main():
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(v for v in VARIANTS if not v.endswith("compile")),
+                    help=f"of {', '.join(VARIANTS)}; compile takes minutes on two cores, so it runs only when named")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     hide_nanogpt_path()
+    if "compile" in a.variants: os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp() # a cold compile, as a first run has
     nano = None
     if a.nanogpt:
         spec = importlib.util.spec_from_file_location("nanogpt_model", a.nanogpt/"model.py")
@@ -109,6 +116,7 @@ def main():
             print(f"round {r} {v:20s} median {statistics.median(times[v]):6.1f} ms", flush=True)
     base = statistics.median(times["float32"]) if "float32" in times else None
     rows = [dict(variant=v, what=VARIANTS[v], median_ms=statistics.median(t), p10_ms=sorted(t)[len(t) // 10],
+                 first_step_wall_s=COMPILE_S[v],
                  vs_float32=(base / statistics.median(t)) if base and not v.startswith("eval") else None) for v, t in times.items()]
     harness.record(__file__, "step_levers", dict(steps=a.steps, rounds=a.rounds, threads=a.threads, rows=rows,
                                                  load_before=load0, load_after=os.getloadavg()))
@@ -118,10 +126,11 @@ def main():
              f"The baby model, batch 12 x 64, {a.steps} steps per variant and round, {a.rounds} rounds taking turns; CPU "
              "milliseconds per step (`time.process_time`), median and 10th percentile. \"Speed vs float32\" is the lesson "
              "step's median over the variant's.", "",
-             "| variant | what | median ms | 10th percentile ms | speed vs float32 |", "|---|---|---|---|---|"]
+             "| variant | what | median ms | 10th percentile ms | speed vs float32 | first step, wall s (each round) |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['what']} | {r['median_ms']:.1f} | {r['p10_ms']:.1f} | "
-              f"{r['vs_float32']:.2f}x |" if r["vs_float32"] else f"| {r['variant']} | {r['what']} | {r['median_ms']:.1f} | {r['p10_ms']:.1f} | - |"
-              for r in rows]
+              + (f"{r['vs_float32']:.2f}x" if r["vs_float32"] else "-") + " | "
+              + ", ".join(f"{x:.2f}" for x in r["first_step_wall_s"]) + " |" for r in rows]
     harness.write_section(__file__, "step_levers", "\n".join(lines))
 
 if __name__ == "__main__": main()
