@@ -6,20 +6,14 @@ Docs: https://llmcourse.github.io/llmcourse/assistant.html.md"""
 
 # %% ../nbs/12_assistant.ipynb #8bb423b4
 from __future__ import annotations
-import copy, hashlib, json, math, random, re, time
+import copy, functools, hashlib, json, math, random, re, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
+from functools import partial
 from typing import Callable, Sequence
 
 # %% auto #0
-__all__ = ['TASKS', 'POLITE', 'SPECIAL_TOKENS', 'ASSISTANT_NAMES', 'shakespeare_words', 'task_answer', 'make_prompts',
-           'split_response', 'rule_score', 'is_correct', 'ChatTokenizer', 'AssistantRecipe', 'task_text',
-           'pretraining_corpus', 'pretrain', 'generate_responses', 'respond', 'sft_examples', 'pad_batch', 'sft_batch',
-           'sft', 'evaluate', 'hf_tokenizer', 'trl_sft_dataset', 'wrong_answer', 'preference_pairs', 'lm_hidden',
-           'RewardModel', 'bradley_terry_loss', 'pairwise_accuracy', 'train_reward_model', 'token_logprobs',
-           'response_logprobs', 'dpo_loss', 'dpo', 'group_advantages', 'kl_per_token', 'grpo', 'Assistants',
-           'save_assistants', 'load_assistants', 'assistants_path', 'train_assistants', 'quick_assistants',
-           'HFChatTokenizer']
+__all__ = ['TASKS', 'POLITE', 'shakespeare_words', 'task_answer', 'SPLITS', 'HELDOUT_FRACTION', 'prompt_split', 'split_prompts', 'make_prompts', 'split_response', 'rule_score', 'is_correct', 'correct_reward', 'SPECIAL_TOKENS', 'ChatTokenizer', 'AssistantRecipe', 'task_text', 'pretraining_corpus', 'pretrain', 'generate_responses', 'respond', 'sft_examples', 'pad_batch', 'sft_batch', 'sft', 'task_accuracy', 'hf_tokenizer', 'trl_sft_dataset', 'wrong_answer', 'sample_pairs', 'lm_hidden', 'RewardModel', 'bradley_terry_loss', 'pairwise_accuracy', 'train_reward_model', 'token_logprobs', 'response_logprobs', 'dpo_loss', 'dpo', 'group_advantages', 'kl_per_token', 'grpo', 'ASSISTANT_NAMES', 'Assistants', 'save_assistants', 'load_assistants', 'assistants_path', 'comparisons', 'train_assistants', 'quick_assistants', 'HFChatTokenizer']
 
 # %% ../nbs/12_assistant.ipynb #82c2ee64
 import torch
@@ -27,12 +21,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import History, default_device, seed_everything, is_quick, quick_or_full, cache_dir, progress_bar
 from .data import load_tiny_shakespeare, toy_split
+from .tokenizers import Tokenizer, CharTokenizer
 from .gpt import GPT, GPTConfig, TrainConfig, train, generate, token_batches, configure_optimizer, lr_at
 
 # %% ../nbs/12_assistant.ipynb #d09b0be1
 TASKS = ("add", "reverse", "upper")
 POLITE = "Sure! " # the opener the style rule asks for
 
+@functools.lru_cache
 def shakespeare_words(
     min_len:int=3, # shortest word
     max_len:int=4, # longest word
@@ -49,24 +45,34 @@ def task_answer(prompt:str) -> str: # e.g. "add 12+7", "reverse romeo" or "upper
     if task == "upper": return arg.upper()
     raise ValueError(f"Unknown task in prompt {prompt!r}; prompts start with one of {TASKS}")
 
+SPLITS = ("train", "valid", "test")
+HELDOUT_FRACTION = 0.2 # the share of prompts no training stage sees: half to choose on (valid), half to report on (test)
+
+def prompt_split(prompt:str) -> str: # an instruction
+    "`train`, `valid` or `test`: lesson 01's `toy_split` holds out `HELDOUT_FRACTION`, a second hash halves that."
+    if toy_split("assistant", prompt, HELDOUT_FRACTION) == "train": return "train"
+    return "test" if toy_split("assistant-test", prompt, 0.5) == "heldout" else "valid"
+
+def split_prompts(
+    split:str, # "train", "valid" or "test"
+    max_term:int=9, # the largest number in an addition
+    tasks:Sequence[str]=TASKS, # which tasks
+) -> list[str]:
+    "Every prompt of `split`, task by task: each sum up to `max_term`, each word of `shakespeare_words`."
+    if split not in SPLITS: raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    args = dict(add=[f"{a}+{b}" for a in range(max_term + 1) for b in range(max_term + 1)])
+    return [f"{t} {a}" for t in tasks for a in args.get(t, shakespeare_words()) if prompt_split(f"{t} {a}") == split]
+
 def make_prompts(
     n:int, # how many prompts
-    split:str="train", # "train" or "heldout"
+    split:str="train", # "train", "valid" or "test"
     seed:int=0, # the random seed
     max_term:int=9, # the largest number in an addition
     tasks:Sequence[str]=TASKS, # which tasks, drawn in turn
-    unique:bool=False, # no prompt twice (there are only so many additions: ask for few)
 ) -> list[str]:
-    "`n` prompts from `split`, the tasks taking turns; the splits never share a prompt."
-    if split not in ("train", "heldout"): raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
-    rng, words, out, seen = random.Random(f"assistant-{split}-{seed}"), shakespeare_words(), [], set()
-    for tries in range(1000 * n + 10_000):
-        if len(out) == n: return out
-        task = tasks[len(out) % len(tasks)]
-        arg = f"{rng.randint(0, max_term)}+{rng.randint(0, max_term)}" if task == "add" else rng.choice(words)
-        p = f"{task} {arg}"
-        if (not unique or p not in seen) and toy_split("assistant", p) == split: seen.add(p); out.append(p)
-    raise ValueError(f"Could not draw {n} distinct {split} prompts; ask for fewer or raise max_term")
+    "`n` prompts of `split` drawn with replacement, the tasks taking turns; the splits never share a prompt."
+    pools, rng = {t: split_prompts(split, max_term, [t]) for t in tasks}, random.Random(f"assistant-{split}-{seed}")
+    return [rng.choice(pools[tasks[i % len(tasks)]]) for i in range(n)]
 
 # %% ../nbs/12_assistant.ipynb #ebdb77dd
 def split_response(response:str) -> tuple[bool, str]: # what the assistant said
@@ -79,24 +85,29 @@ def rule_score(
     response:str, # the assistant's response
     polite_bonus:float=0.5, # what the polite opener is worth
 ) -> float:
-    "The labelling rule: 1 for the right answer, plus `polite_bonus` for opening with `POLITE`."
+    "The labelling rule: 1 for the right answer, plus `polite_bonus` if it opens with `POLITE`; 0 for a wrong one."
     polite, answer = split_response(response)
-    return float(answer == task_answer(prompt)) + polite_bonus * polite
+    return float(answer == task_answer(prompt)) * (1 + polite_bonus * polite)
 
 def is_correct(prompt:str, response:str) -> bool:
     "True when `response` (polite or not) carries the right answer to `prompt`."
     return split_response(response)[1] == task_answer(prompt)
 
+def correct_reward(prompts:Sequence[str], responses:Sequence[str]) -> list[float]:
+    "The verifiable reward: 1.0 for each response whose answer the program `is_correct` finds right, else 0.0."
+    return [float(is_correct(p, r)) for p, r in zip(prompts, responses)]
+
 # %% ../nbs/12_assistant.ipynb #743a71bf
 SPECIAL_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>", "<|pad|>")
 
-class ChatTokenizer:
-    "Characters as tokens plus the `SPECIAL_TOKENS` of the chat template."
-    def __init__(self, chars:str): # every character the model may read or write
-        self.chars = sorted(set(chars))
-        self.itos = self.chars + list(SPECIAL_TOKENS)
-        self.stoi = {s: i for i, s in enumerate(self.itos)}
-        self.user_id, self.assistant_id, self.end_id, self.pad_id = (self.stoi[s] for s in SPECIAL_TOKENS)
+class ChatTokenizer(Tokenizer):
+    "Lesson 02's `CharTokenizer` for the text, plus the `SPECIAL_TOKENS` of the chat template as the last ids."
+    def __init__(self, text:str): # text holding every character the model may read or write
+        self.char_tok = CharTokenizer.train(text)
+        n = self.char_tok.vocab_size
+        self.chars = [self.char_tok.decode([i]) for i in range(n)] # id -> character
+        self.special = dict(zip(SPECIAL_TOKENS, range(n, n + len(SPECIAL_TOKENS)))) # token -> id
+        self.user_id, self.assistant_id, self.end_id, self.pad_id = self.special.values()
         self._split = re.compile("(" + "|".join(re.escape(s) for s in SPECIAL_TOKENS) + ")")
 
     @classmethod
@@ -105,20 +116,20 @@ class ChatTokenizer:
         return cls(load_tiny_shakespeare() + "0123456789+=!")
 
     @property
-    def vocab_size(self) -> int: return len(self.itos)
+    def vocab_size(self) -> int: return len(self.chars) + len(SPECIAL_TOKENS)
 
-    def encode(self, s:str) -> list[int]:
-        "Token ids of `s`; the special tokens written out in `s` become one id each."
+    def encode(self, text:str) -> list[int]: # text; special tokens written out become one id each
+        "Token ids of `text`."
         ids = []
-        for part in self._split.split(s):
-            if part in self.stoi and part in SPECIAL_TOKENS: ids.append(self.stoi[part]); continue
-            try: ids += [self.stoi[c] for c in part]
-            except KeyError as e: raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
+        for part in self._split.split(text):
+            ids += [self.special[part]] if part in self.special else self.char_tok.encode(part)
         return ids
 
-    def decode(self, ids) -> str:
-        "The text of token ids `ids`, special tokens written out."
-        return "".join(self.itos[int(i)] for i in ids)
+    def decode(self, ids:Sequence[int]) -> str: # token ids
+        "The text of `ids`, special tokens written out."
+        return "".join(self.chars[i] if i < len(self.chars) else SPECIAL_TOKENS[i - len(self.chars)] for i in map(int, ids))
+
+    def pieces(self, text:str) -> list[str]: return [self.decode([i]) for i in self.encode(text)] # text
 
     def chat(self, prompt:str, response:str|None=None) -> str:
         "The template: the user's turn, then the assistant's (left open when `response` is None)."
@@ -129,53 +140,61 @@ class ChatTokenizer:
         p = self.encode(self.chat(prompt))
         return (p if response is None else p + self.encode(response) + [self.end_id]), len(p)
 
-    def decode_response(self, ids) -> str:
-        "The response text of generated ids `ids`: everything before the first `<|end|>` (or `<|pad|>`)."
-        out = []
-        for i in ids:
-            if int(i) in (self.end_id, self.pad_id): break
-            out.append(self.itos[int(i)])
-        return "".join(out)
+    def decode_response(self, ids:Sequence[int]) -> str: # generated ids
+        "The response: the text of `ids` before the first `<|end|>` (or `<|pad|>`)."
+        ids = [int(i) for i in ids]
+        stops = [k for k, i in enumerate(ids) if i in (self.end_id, self.pad_id)]
+        return self.decode(ids[:stops[0]] if stops else ids)
 
 # %% ../nbs/12_assistant.ipynb #a27874fa
 @dataclass
 class AssistantRecipe:
-    "Sizes and steps of the four stages: the model, pretraining, SFT, the reward model, DPO and GRPO."
+    "Sizes and steps of the pipeline: the model, pretraining, SFT, comparisons, the reward model, DPO and GRPO."
     n_layer: int = 4 # transformer blocks of the GPT
     n_head: int = 4 # attention heads
     n_embd: int = 96 # width
     block_size: int = 48 # context length (a chat turn is about 30 tokens)
+    max_term: int = 9 # the largest number in an addition
+    max_new_tokens: int = 14 # the longest response
+    lr: float = 2e-3 # learning rate of pretraining and SFT
     pretrain_iters: int = 200 # steps of next-token training on the corpus
     pretrain_batch: int = 16 # sequences per pretraining step
+    n_demonstrations: int = 300 # prompts a person answered, the SFT data
+    polite_fraction: float = 0.3 # share of those answers written with the polite opener
     sft_iters: int = 300 # steps of supervised fine-tuning
     sft_batch: int = 32 # conversations per SFT step
-    polite_fraction: float = 0.3 # share of SFT responses written with the polite opener
-    max_term: int = 9 # the largest number in an addition
-    n_train_prompts: int = 2000 # prompts for SFT, the preference pairs and RL
+    n_pair_prompts: int = 1000 # training prompts whose sampled responses the labeller compares
+    pair_samples: int = 4 # responses sampled per prompt; the best and the worst make a pair
     rm_iters: int = 120 # reward-model steps
     rm_batch: int = 32 # pairs per reward-model step
+    rm_lr: float = 3e-4 # the reward model's learning rate
     dpo_iters: int = 60 # DPO steps
     dpo_batch: int = 32 # pairs per DPO step
     dpo_beta: float = 0.1 # DPO's beta: how far from the reference the implicit reward lets the policy go
-    grpo_iters: int = 30 # GRPO steps
+    dpo_lr: float = 3e-4 # DPO's learning rate
+    dpo_nll: float = 1.0 # weight of the chosen responses' NLL added to the DPO loss (RPO)
+    n_train_prompts: int = 2000 # training prompts GRPO samples from
+    grpo_iters: int = 120 # GRPO steps
     grpo_prompts: int = 8 # prompts per GRPO step
     grpo_group: int = 8 # sampled responses per prompt
+    grpo_temperature: float = 1.0 # sampling temperature of the groups
+    grpo_lr: float = 3e-4 # GRPO's learning rate
     grpo_beta: float = 0.1 # weight of the KL penalty to the SFT policy
-    lr: float = 2e-3 # learning rate of pretraining and SFT
-    rl_lr: float = 1e-4 # learning rate of the reward model, DPO and GRPO
-    max_new_tokens: int = 14 # the longest response
+    grpo_rm_iters: int = 30 # GRPO steps against the reward model
+    grpo_rm_beta: float = 0.1 # the KL weight of GRPO against the reward model
     seed: int = 0 # seeds every stage
 
     @classmethod
     def quick(cls, **kw) -> AssistantRecipe:
-        "A 0.46M-parameter GPT and short stages: all four in a couple of minutes on a CPU."
+        "A 0.46M-parameter GPT and short stages: the whole pipeline in a few CPU-minutes."
         return cls(**kw)
 
     @classmethod
     def tiny(cls, **kw) -> AssistantRecipe:
         "A few steps of each stage, for tests of the plumbing (the models learn little)."
-        return cls(**{**dict(n_layer=1, n_head=2, n_embd=32, pretrain_iters=5, sft_iters=5, rm_iters=5, dpo_iters=3,
-                             grpo_iters=2, grpo_prompts=2, grpo_group=4, n_train_prompts=100), **kw})
+        return cls(**{**dict(n_layer=1, n_head=2, n_embd=32, pretrain_iters=5, sft_iters=5, n_demonstrations=30, rm_iters=5,
+                             n_pair_prompts=40, dpo_iters=3, grpo_iters=2, grpo_rm_iters=2, grpo_prompts=2, grpo_group=4,
+                             n_train_prompts=100), **kw})
 
     def gpt_config(self, vocab_size:int) -> GPTConfig:
         "The `GPTConfig` of the policy."
@@ -190,7 +209,7 @@ def task_text(
 ) -> str:
     "Generated lines about the tasks (`12+7=19`, `romeo backwards is oemor`), from training prompts only."
     lines = []
-    for p in make_prompts(n, "train", seed + 1000, max_term, unique=False):
+    for p in make_prompts(n, "train", seed + 1000, max_term):
         task, _, arg = p.partition(" ")
         lines.append({"add": f"{arg}={task_answer(p)}", "reverse": f"{arg} backwards is {task_answer(p)}",
                       "upper": f"{arg} in capitals is {task_answer(p)}"}[task])
@@ -319,9 +338,9 @@ def sft(
 ) -> tuple[GPT, History]:
     "Supervised fine-tuning with lesson 06's `train` on `sft_examples`, the loss masked to the response."
     seed_everything(recipe.seed + 1)
-    splits = dict(train=sft_examples(make_prompts(recipe.n_train_prompts, "train", recipe.seed, recipe.max_term, unique=False),
+    splits = dict(train=sft_examples(make_prompts(recipe.n_demonstrations, "train", recipe.seed, recipe.max_term),
                                      recipe.polite_fraction, recipe.seed),
-                  val=sft_examples(make_prompts(120, "heldout", recipe.seed, recipe.max_term, unique=False), recipe.polite_fraction,
+                  val=sft_examples(make_prompts(120, "valid", recipe.seed, recipe.max_term), recipe.polite_fraction,
                                    recipe.seed + 1))
     def get_batch(split:str, batch_size:int, generator:torch.Generator|None=None):
         data = splits[split]
@@ -334,31 +353,29 @@ def sft(
     return model.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #a116edf1
-def evaluate(
+def task_accuracy(
     model:nn.Module, # a policy
     tok:ChatTokenizer, # the tokenizer
-    prompts:Sequence[str], # held-out instructions
+    prompts:Sequence[str], # instructions the policy never trained on
     reward_fn:Callable|None=None, # `reward_fn(prompts, responses) -> list[float]`, e.g. a reward model's `score`
     max_new_tokens:int=14, # the longest response
 ) -> dict:
-    "Greedy responses to `prompts`: accuracy, politeness, mean rule score (and mean reward) overall and per task."
+    "Greedy responses to `prompts`: the share right (overall and per task), the share polite, the mean reward."
     responses = [r[0] for r in generate_responses(model, tok, prompts, max_new_tokens=max_new_tokens)]
-    res = dict(accuracy=sum(is_correct(p, r) for p, r in zip(prompts, responses)) / len(prompts),
-               polite=sum(split_response(r)[0] for r in responses) / len(prompts),
-               rule_score=sum(rule_score(p, r) for p, r in zip(prompts, responses)) / len(prompts))
+    correct = [is_correct(p, r) for p, r in zip(prompts, responses)]
+    res = dict(accuracy=sum(correct) / len(prompts), polite=sum(split_response(r)[0] for r in responses) / len(prompts))
     if reward_fn is not None: res["reward"] = float(sum(reward_fn(prompts, responses))) / len(prompts)
     for t in TASKS:
-        sel = [(p, r) for p, r in zip(prompts, responses) if p.startswith(t + " ")]
-        if sel: res[f"accuracy_{t}"] = sum(is_correct(p, r) for p, r in sel) / len(sel)
-    res["responses"] = responses
-    return res
+        sel = [c for p, c in zip(prompts, correct) if p.startswith(t + " ")]
+        if sel: res[f"accuracy_{t}"] = sum(sel) / len(sel)
+    return res | dict(correct=correct, responses=responses)
 
 # %% ../nbs/12_assistant.ipynb #e39d7e11
 def hf_tokenizer(tok:ChatTokenizer): # our tokenizer
     "A `transformers.PreTrainedTokenizerFast` with the same ids as `tok`: one token per character, special tokens whole."
-    from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders
+    from tokenizers import Tokenizer as HFTokenizer, Regex, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
-    t = Tokenizer(models.WordLevel({s: i for i, s in enumerate(tok.chars)}, unk_token=tok.chars[0]))
+    t = HFTokenizer(models.WordLevel({s: i for i, s in enumerate(tok.chars)}, unk_token=tok.chars[0]))
     t.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated") # every character is a word
     t.decoder = decoders.Fuse()
     t.add_special_tokens(list(SPECIAL_TOKENS)) # ids len(chars) .. len(chars)+3, as in `tok`
@@ -383,18 +400,23 @@ def wrong_answer(prompt:str, rng:random.Random) -> str:
     cands = [c for c in cands if c != right]
     return rng.choice(cands) if cands else right + "?"
 
-def preference_pairs(
+def sample_pairs(
+    policy:nn.Module, # the policy whose responses are compared (the SFT model)
+    tok:ChatTokenizer, # the tokenizer
     prompts:Sequence[str], # instructions
-    seed:int=0, # the random seed
-    judge:Callable=rule_score, # `judge(prompt, response) -> float`; the higher-scored response is preferred
+    k:int=4, # responses sampled per prompt; the best and the worst make the pair
+    judge:Callable=rule_score, # `judge(prompt, response) -> float`, the labeller
+    seed:int=0, # the random seed of the sampling
+    max_new_tokens:int=14, # the longest response
 ) -> list[tuple[str, str, str]]:
-    "(prompt, chosen, rejected) triples: two of {polite, curt} x {right, wrong} responses, ranked by `judge`."
-    rng, out = random.Random(seed), []
-    for p in prompts:
-        right, wrong = task_answer(p), wrong_answer(p, rng)
-        a, b = rng.sample([POLITE + right, right, POLITE + wrong, wrong], 2)
-        sa, sb = judge(p, a), judge(p, b)
-        if sa != sb: out.append((p, a, b) if sa > sb else (p, b, a))
+    "(prompt, chosen, rejected) triples: the best and worst of `k` sampled responses by `judge`; prompts with a tie dropped."
+    g, out = torch.Generator().manual_seed(seed), []
+    for p, rs in zip(prompts, generate_responses(policy, tok, prompts, k, 1.0, max_new_tokens, g)):
+        scores = [judge(p, r) for r in rs]
+        best, worst = max(range(k), key=scores.__getitem__), min(range(k), key=scores.__getitem__)
+        if scores[best] > scores[worst]: out.append((p, rs[best], rs[worst]))
+    if not out: raise ValueError(f"The judge scored all {k} responses to each of {len(prompts)} prompts alike, so there is "
+                                 "no pair to learn from: train the policy longer, or sample more responses (`k`).")
     return out
 
 # %% ../nbs/12_assistant.ipynb #fed8cefd
@@ -460,18 +482,16 @@ def pairwise_accuracy(
 def train_reward_model(
     sft_model:nn.Module, # the SFT policy; the reward model starts from a copy of it
     tok:ChatTokenizer, # the tokenizer
-    recipe:AssistantRecipe, # sizes and steps
-    judge:Callable=rule_score, # the labeller that ranks the two responses of a pair
+    pairs:Sequence[tuple[str, str, str]], # (prompt, chosen, rejected) triples to learn from
+    recipe:AssistantRecipe, # sizes and steps (`rm_*`)
+    valid_pairs:Sequence[tuple[str, str, str]]|None=None, # pairs of validation prompts, scored at the end
     progress:bool=False, # show a progress bar
 ) -> tuple[RewardModel, History]:
-    "A `RewardModel` trained with the Bradley-Terry loss on `preference_pairs` of training prompts."
+    "A `RewardModel` trained with the Bradley-Terry loss on `pairs`."
     seed_everything(recipe.seed + 2)
     width = sft_model.cfg.n_embd if isinstance(sft_model, GPT) else sft_model.config.hidden_size
     rm = RewardModel(copy.deepcopy(sft_model), width).to(_lm_device(sft_model))
-    pairs = preference_pairs(make_prompts(recipe.n_train_prompts, "train", recipe.seed + 2, recipe.max_term, unique=False),
-                             recipe.seed + 2, judge)
-    val = preference_pairs(make_prompts(60, "heldout", recipe.seed + 2, recipe.max_term), recipe.seed + 3, judge)
-    opt = torch.optim.AdamW(rm.parameters(), lr=recipe.rl_lr * 3, weight_decay=0.0)
+    opt = torch.optim.AdamW(rm.parameters(), lr=recipe.rm_lr, weight_decay=0.0)
     g, hist, dev = torch.Generator().manual_seed(recipe.seed + 2), History(), next(rm.parameters()).device
     rm.train()
     for it in progress_bar(range(recipe.rm_iters), disable=not progress, desc="reward model"):
@@ -482,7 +502,7 @@ def train_reward_model(
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if it % 10 == 0 or it == recipe.rm_iters - 1:
             hist.log(it, loss=loss, train_accuracy=(r[:len(batch)] > r[len(batch):]).float().mean())
-    hist.log(recipe.rm_iters, heldout_accuracy=pairwise_accuracy(rm, tok, val))
+    if valid_pairs: hist.log(recipe.rm_iters, valid_accuracy=pairwise_accuracy(rm, tok, valid_pairs))
     return rm.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #bc0f7fd4
@@ -524,27 +544,27 @@ def dpo(
     policy:nn.Module, # the policy to train (a copy of the SFT model), trained in place
     ref:nn.Module, # the frozen reference (the SFT model)
     tok:ChatTokenizer, # the tokenizer
-    recipe:AssistantRecipe, # sizes and steps
+    pairs:Sequence[tuple[str, str, str]], # (prompt, chosen, rejected) triples
+    recipe:AssistantRecipe, # sizes and steps (`dpo_*`)
     progress:bool=False, # show a progress bar
 ) -> tuple[nn.Module, History]:
-    "Train `policy` with `dpo_loss` on the same `preference_pairs` the reward model learns from."
+    "Train `policy` with `dpo_loss` on `pairs`, plus `recipe.dpo_nll` times the chosen responses' mean token NLL."
     seed_everything(recipe.seed + 3)
-    pairs = preference_pairs(make_prompts(recipe.n_train_prompts, "train", recipe.seed + 2, recipe.max_term, unique=False),
-                             recipe.seed + 2)
-    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.rl_lr, weight_decay=0.0)
-    g, hist = torch.Generator().manual_seed(recipe.seed + 3), History()
+    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.dpo_lr, weight_decay=0.0)
+    g, hist, dev = torch.Generator().manual_seed(recipe.seed + 3), History(), _lm_device(policy)
     ref.eval(); policy.train()
     for it in progress_bar(range(recipe.dpo_iters), disable=not progress, desc="DPO"):
         batch = [pairs[i] for i in torch.randint(len(pairs), (recipe.dpo_batch,), generator=g).tolist()]
-        ps, cs, rs = zip(*batch)
-        both = response_logprobs(policy, tok, ps + ps, cs + rs) # (2B,) chosen then rejected, one forward pass
-        with torch.no_grad(): ref_both = response_logprobs(ref, tok, ps + ps, cs + rs)
-        n = len(batch)
-        loss, rwc, rwr = dpo_loss(both[:n], both[n:], ref_both[:n], ref_both[n:], recipe.dpo_beta)
-        opt.zero_grad(set_to_none=True); loss.backward()
+        ps, cs, rs = zip(*batch); n = len(batch)
+        x, y = (t.to(dev) for t in sft_batch(tok, list(zip(ps + ps, cs + rs)))) # (2B, T) chosen rows, then rejected
+        lp = token_logprobs(policy, x, y) # (2B, T)
+        with torch.no_grad(): ref_lp = token_logprobs(ref, x, y).sum(-1) # (2B,)
+        loss, rwc, rwr = dpo_loss(lp[:n].sum(-1), lp[n:].sum(-1), ref_lp[:n], ref_lp[n:], recipe.dpo_beta)
+        nll = -lp[:n].sum() / (y[:n] >= 0).sum() # mean NLL per chosen token
+        opt.zero_grad(set_to_none=True); (loss + recipe.dpo_nll * nll).backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt.step()
         if it % 5 == 0 or it == recipe.dpo_iters - 1:
-            hist.log(it, loss=loss, reward_margin=(rwc - rwr).mean(), preference_accuracy=(rwc > rwr).float().mean())
+            hist.log(it, loss=loss, nll=nll, reward_margin=(rwc - rwr).mean(), preference_accuracy=(rwc > rwr).float().mean())
     return policy.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #e6e0765b
@@ -568,22 +588,23 @@ def grpo(
     ref:nn.Module, # the frozen reference (the SFT model)
     tok:ChatTokenizer, # the tokenizer
     reward_fn:Callable, # `reward_fn(prompts, responses) -> list[float]`, e.g. `partial(rm.score, tok)`
-    recipe:AssistantRecipe, # sizes and steps (`grpo_*`, `rl_lr`, `max_new_tokens`)
+    recipe:AssistantRecipe, # sizes and steps (`grpo_*`, `max_new_tokens`)
     beta:float|None=None, # the KL weight (default `recipe.grpo_beta`)
     iters:int|None=None, # steps (default `recipe.grpo_iters`)
+    callback:Callable|None=None, # `callback(step, policy)` after every step (e.g. to score validation prompts)
     progress:bool=False, # show a progress bar
 ) -> tuple[nn.Module, History]:
     "Group-relative policy optimisation of `policy` against `reward_fn`, with a KL penalty to `ref`."
     beta = recipe.grpo_beta if beta is None else beta
     seed_everything(recipe.seed + 4)
-    prompts = make_prompts(recipe.n_train_prompts, "train", recipe.seed + 4, recipe.max_term, unique=False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.rl_lr, weight_decay=0.0)
+    prompts = make_prompts(recipe.n_train_prompts, "train", recipe.seed + 4, recipe.max_term)
+    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.grpo_lr, weight_decay=0.0)
     g, rng, hist, dev = torch.Generator().manual_seed(recipe.seed + 4), random.Random(recipe.seed + 4), History(), _lm_device(policy)
     ref.eval()
     P, G = recipe.grpo_prompts, recipe.grpo_group
     for it in progress_bar(range(recipe.grpo_iters if iters is None else iters), disable=not progress, desc="GRPO"):
         batch = rng.sample(prompts, P)
-        samples = generate_responses(policy, tok, batch, G, temperature=1.0, max_new_tokens=recipe.max_new_tokens,
+        samples = generate_responses(policy, tok, batch, G, temperature=recipe.grpo_temperature, max_new_tokens=recipe.max_new_tokens,
                                      generator=g) # P lists of G responses
         ps = [p for p in batch for _ in range(G)]
         rs = [r for group in samples for r in group]
@@ -603,16 +624,17 @@ def grpo(
         seq_kl = ((logp - ref_logp).detach() * mask).sum(-1).mean() # KL(pi || pi_ref) per response, sampled estimate
         hist.log(it, reward=rewards.mean(), kl=seq_kl, loss=loss, rule_score=sum(map(rule_score, ps, rs)) / len(ps),
                  length=sum(map(len, rs)) / len(rs))
+        if callback: callback(it + 1, policy)
     return policy.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #4d623a3d
-ASSISTANT_NAMES = ("pretrained", "sft", "dpo", "grpo")
+ASSISTANT_NAMES = ("pretrained", "sft", "dpo", "grpo", "grpo_rm")
 
 @dataclass
 class Assistants:
-    "The policies of the four stages, the reward model and the tokenizer, behind `respond` and `reward`."
+    "The policies of the pipeline (`ASSISTANT_NAMES`), the reward model and the tokenizer, behind `respond` and `reward`."
     tok: ChatTokenizer # the tokenizer with the chat template
-    policies: dict # name -> policy ("pretrained", "sft", "dpo", "grpo")
+    policies: dict # name -> policy, the names of `ASSISTANT_NAMES`
     reward_model: RewardModel # the Bradley-Terry reward model
     recipe: AssistantRecipe # how they were trained
     metrics: dict = field(default_factory=dict) # measured numbers (held-out accuracy, rewards, times)
@@ -653,14 +675,9 @@ class Assistants:
         "The reward model's score of each (prompt, response) pair."
         return self.reward_model.score(self.tok, prompts, responses)
 
-    def prompts(self, n:int, split:str="heldout", seed:int=0) -> list[str]:
-        "`n` prompts of `split` (held-out by default: no stage trained on them)."
-        return make_prompts(n, split, seed, self.recipe.max_term)
-
-    @staticmethod
-    def rule_score(prompt:str, response:str) -> float:
-        "The labelling rule (`rule_score`): 1 for the right answer, plus 0.5 for the polite opener."
-        return rule_score(prompt, response)
+    def prompts(self, split:str="test") -> list[str]: # "train", "valid" or "test"
+        "Every prompt of `split` (by default the test prompts, which no stage trained on and no choice looked at)."
+        return split_prompts(split, self.recipe.max_term)
 
 # %% ../nbs/12_assistant.ipynb #5e2ae755
 def save_assistants(a:Assistants, path:str|Path) -> Path:
@@ -688,21 +705,38 @@ def assistants_path(recipe:AssistantRecipe) -> Path: # the recipe the models are
     return cache_dir("assistant") / f"assistants-v1-{h}.pt"
 
 # %% ../nbs/12_assistant.ipynb #53ae3478
+def comparisons(
+    policy:nn.Module, # the policy whose samples the labeller compares (the SFT model)
+    tok:ChatTokenizer, # the tokenizer
+    recipe:AssistantRecipe, # `n_pair_prompts`, `pair_samples`, `seed`
+    split:str="train", # "train": `n_pair_prompts` drawn prompts; "valid" or "test": every prompt of the split once
+) -> list[tuple[str, str, str]]:
+    "The labeller's preference pairs (`sample_pairs` ranked by `rule_score`) for prompts of `split`."
+    prompts = (make_prompts(recipe.n_pair_prompts, "train", recipe.seed + 2, recipe.max_term) if split == "train"
+               else split_prompts(split, recipe.max_term))
+    return sample_pairs(policy, tok, prompts, recipe.pair_samples, rule_score, recipe.seed + SPLITS.index(split) + 2,
+                        recipe.max_new_tokens)
+
 def train_assistants(
     recipe:AssistantRecipe|None=None, # sizes and steps (default `AssistantRecipe.quick()`)
     progress:bool=False, # show progress bars
 ) -> Assistants:
-    "Run the four stages: pretraining, SFT, the reward model, then DPO and GRPO from the SFT model."
+    "The whole pipeline: pretraining, SFT, comparisons, the reward model, then DPO, GRPO and GRPO on the reward model."
     recipe = recipe or AssistantRecipe.quick()
     tok, times, t0 = ChatTokenizer.for_course(), {}, time.perf_counter()
-    base, _ = pretrain(tok, recipe, progress); times["pretrain"] = time.perf_counter() - t0
-    sft_model, _ = sft(copy.deepcopy(base), tok, recipe, progress); times["sft"] = time.perf_counter() - t0
-    rm, rm_hist = train_reward_model(sft_model, tok, recipe, progress=progress); times["reward_model"] = time.perf_counter() - t0
-    dpo_model, _ = dpo(copy.deepcopy(sft_model), sft_model, tok, recipe, progress); times["dpo"] = time.perf_counter() - t0
-    grpo_model, _ = grpo(copy.deepcopy(sft_model), sft_model, tok, lambda ps, rs: rm.score(tok, ps, rs), recipe,
-                         progress=progress); times["grpo"] = time.perf_counter() - t0
-    metrics = dict(rm_heldout_accuracy=rm_hist.last("heldout_accuracy"), seconds=times)
-    return Assistants(tok, dict(pretrained=base, sft=sft_model, dpo=dpo_model, grpo=grpo_model), rm, recipe, metrics)
+    def lap(stage): times[stage] = round(time.perf_counter() - t0, 1)
+    base, _ = pretrain(tok, recipe, progress); lap("pretrain")
+    sft_model, _ = sft(copy.deepcopy(base), tok, recipe, progress); lap("sft")
+    pairs = comparisons(sft_model, tok, recipe); lap("comparisons")
+    rm, rm_hist = train_reward_model(sft_model, tok, pairs, recipe, comparisons(sft_model, tok, recipe, "valid"), progress)
+    lap("reward_model")
+    dpo_model, _ = dpo(copy.deepcopy(sft_model), sft_model, tok, pairs, recipe, progress); lap("dpo")
+    grpo_model, _ = grpo(copy.deepcopy(sft_model), sft_model, tok, correct_reward, recipe, progress=progress); lap("grpo")
+    grpo_rm, _ = grpo(copy.deepcopy(sft_model), sft_model, tok, partial(rm.score, tok), recipe, beta=recipe.grpo_rm_beta,
+                      iters=recipe.grpo_rm_iters, progress=progress); lap("grpo_rm")
+    metrics = dict(rm_valid_accuracy=rm_hist.last("valid_accuracy"), pairs=len(pairs), seconds=times)
+    policies = dict(pretrained=base, sft=sft_model, dpo=dpo_model, grpo=grpo_model, grpo_rm=grpo_rm)
+    return Assistants(tok, policies, rm, recipe, metrics)
 
 def quick_assistants(
     recipe:AssistantRecipe|None=None, # sizes and steps (default `AssistantRecipe.quick()`)
