@@ -2,11 +2,11 @@
 assistants lesson 12 saved), in a fresh `LLMCOURSE_HOME`. Wall time and CPU time (user + system of the run), with the
 load average of the machine before and after, since a shared machine stretches the wall time.
 
-    python bench/12_assistant/lesson_times.py
+    python bench/12_assistant/lesson_times.py [--home EMPTY_FOLDER]
 
 Writes `lesson_times.json` and the `lesson_times` section of `RESULTS.md`.
 """
-import os, resource, subprocess, sys, tempfile, time
+import argparse, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
@@ -16,8 +16,9 @@ LESSONS = ("12_assistant", "13_leaderboard")
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
 
-def main():
-    home = tempfile.mkdtemp(prefix="llmcourse-home-")
+def main(home:str|None):
+    home = home or tempfile.mkdtemp(prefix="llmcourse-home-")
+    if os.listdir(home): raise SystemExit(f"{home} is not empty: the timing needs a fresh LLMCOURSE_HOME")
     env = dict(os.environ, LLMCOURSE_HOME=home, PYTHONPATH=str(harness.ROOT))
     runs = []
     for stem in LESSONS:
@@ -35,4 +36,6 @@ def main():
                           "| notebook | nbdev-test | wall s | CPU s | load average before / after |\n| --- | --- | --- | --- | --- |\n" + rows)
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--home", help="an empty folder for LLMCOURSE_HOME, kept afterwards (default: a new temporary one)")
+    main(ap.parse_args().home)

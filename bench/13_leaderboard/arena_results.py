@@ -6,7 +6,7 @@ assistants ranked by the checker and by their reward model.
 
 Writes `arena_results.json` and the `arena_results` section of `RESULTS.md`.
 """
-import argparse, math, sys, time
+import argparse, math, os, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
@@ -58,7 +58,8 @@ def main(skip_smollm2:bool):
     if not skip_smollm2:
         from llama_cpp import Llama
         from llmcourse.data import smollm2_gguf
-        llm = Llama(model_path=str(smollm2_gguf()), n_ctx=256, n_threads=2, verbose=False, seed=0)
+        threads = 1 if os.getloadavg()[0] > os.cpu_count() else 2 # as the lesson: one thread on a busy machine
+        llm = Llama(model_path=str(smollm2_gguf()), n_ctx=256, n_threads=threads, verbose=False, seed=0)
         players = [llama_cpp_player(f"smollm2-t{x:g}", llm, temperature=x) for x in TEMPERATURES] + rule_players()
         prompts = arithmetic_prompts(N_PROMPTS, seed=0)
         arena, answers = run_arena(players, prompts, rule_judge)
