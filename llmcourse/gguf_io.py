@@ -7,7 +7,6 @@ Docs: https://llmcourse.github.io/llmcourse/gguf_io.html.md"""
 # %% ../nbs/11a_gguf_io.ipynb #b11a0003
 from __future__ import annotations
 import math, mmap, struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 import numpy as np
