@@ -45,7 +45,7 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             for q in ("F32", "F16", "Q8_0", "Q4_0"):
                 p = save_gguf(model, tok, Path(d) / f"tiny-{q}.gguf", q)
-                cpp = llama_cpp.Llama(model_path=str(p), n_ctx=ROUND_TRIP_TOKENS, logits_all=True, n_threads=2, verbose=False)
+                cpp = llama_cpp.Llama(model_path=str(p), n_ctx=2 * ROUND_TRIP_TOKENS, logits_all=True, n_threads=2, verbose=False)
                 r = compare_next_token(llama_cpp_logits(cpp, ids), ours); cpp.close()
                 run["round_trip"][q] = {k: float(v) for k, v in r.items() if not isinstance(v, np.ndarray)}
         runs.append(run)
