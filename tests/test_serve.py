@@ -524,7 +524,8 @@ def check_answer(r):
     elif r.headers["content-type"].startswith("text/event-stream"): assert r.text.rstrip().endswith("data: [DONE]")
     return r
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+texts = st.text(max_size=20) | st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2).map(lambda s: "a" + s) # lone surrogates too
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | texts,
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                            max_leaves=12)
 VALID = {"/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3},
@@ -540,7 +541,7 @@ def bodies(draw):
     body, kind = dict(VALID[path]), draw(st.sampled_from(["valid", "replace", "drop", "extra", "json", "bytes"]))
     if kind == "replace": body[draw(st.sampled_from(FIELDS))] = draw(json_values)
     if kind == "drop": body.pop(draw(st.sampled_from(sorted(body))))
-    if kind == "extra": body[draw(st.text(max_size=10))] = draw(json_values)
+    if kind == "extra": body[draw(texts)] = draw(json_values)
     if kind == "json": body = draw(json_values)
     if kind == "replace" and draw(st.booleans()): body["stream"] = True
     return path, draw(st.binary(max_size=300)) if kind == "bytes" else json.dumps(body).encode() # NaN and lone surrogates included
