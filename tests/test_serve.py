@@ -533,17 +533,28 @@ VALID = {"/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user",
          "/v1/embeddings": {"model": EMBED, "input": ["a cat", "a dog"]}}
 FIELDS = ["model", "messages", "prompt", "input", "max_tokens", "n", "stream", "stop", "seed", "temperature", "top_p",
           "echo", "encoding_format", "dimensions", "presence_penalty", "max_completion_tokens"]
+TEXT_FIELDS = {"/v1/chat/completions": {"content": lambda b, t: b.update(messages=[{"role": "user", "content": t}]),
+                                        "part": lambda b, t: b.update(messages=[{"role": "user", "content": [{"type": "text", "text": t}]}]),
+                                        "stop": lambda b, t: b.update(stop=[t])},
+               "/v1/completions": {"prompt": lambda b, t: b.update(prompt=t), "prompts": lambda b, t: b.update(prompt=["x", t]),
+                                   "stop": lambda b, t: b.update(stop=t), "echo": lambda b, t: b.update(prompt=t, echo=True)},
+               "/v1/embeddings": {"input": lambda b, t: b.update(input=t), "inputs": lambda b, t: b.update(input=["x", t])}}
 
 @st.composite
 def bodies(draw):
-    "A path and a body: valid, valid with one field replaced, dropped or added, any JSON, or any bytes."
-    path = draw(st.sampled_from(sorted(VALID)))
-    body, kind = dict(VALID[path]), draw(st.sampled_from(["valid", "replace", "drop", "extra", "json", "bytes"]))
+    "A path and a body: valid, a text the tokenizer reads made any text, a field made any JSON, dropped or added; any JSON or bytes."
+    kind = draw(st.sampled_from(["valid", "text", "text", "parts", "replace", "drop", "extra", "json", "bytes"]))
+    path = "/v1/chat/completions" if kind == "parts" else draw(st.sampled_from(sorted(VALID)))
+    body = json.loads(json.dumps(VALID[path]))
+    if kind == "text": TEXT_FIELDS[path][draw(st.sampled_from(sorted(TEXT_FIELDS[path])))](body, draw(texts))
     if kind == "replace": body[draw(st.sampled_from(FIELDS))] = draw(json_values)
     if kind == "drop": body.pop(draw(st.sampled_from(sorted(body))))
     if kind == "extra": body[draw(texts)] = draw(json_values)
     if kind == "json": body = draw(json_values)
-    if kind == "replace" and draw(st.booleans()): body["stream"] = True
+    if kind == "parts": # message content as parts of any shape, most of them claiming to be text
+        part = st.fixed_dictionaries({"type": st.sampled_from(["text"] * 6 + ["image_url"]) | texts, "text": json_values})
+        body["messages"] = [{"role": "user", "content": draw(st.lists(part, min_size=1, max_size=3))}]
+    if kind in ("text", "replace") and path != "/v1/embeddings" and draw(st.booleans()): body["stream"] = True
     return path, draw(st.binary(max_size=300)) if kind == "bytes" else json.dumps(body).encode() # NaN and lone surrogates included
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -554,7 +565,9 @@ def test_fuzz_json_bodies(fuzz_client, path_body, content_type):
     check_answer(fuzz_client.post(path, content=raw, headers={**AUTH, **({"Content-Type": content_type} if content_type else {})}))
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=255), max_size=40),
+@given(st.one_of(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=255), max_size=40),
+                 st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=255), max_size=40).map(lambda t: "Bearer " + t),
+                 st.sampled_from([f"Bearer {KEY}", f"bearer  {KEY} ", f"Bearer {KEY}\xe9", "Bearer \xe9\xe8"])),
        st.sampled_from(["/v1/models", "/v1/models/tiny", "/v1/chat/completions", "/v1/nowhere"]),
        st.dictionaries(st.sampled_from(["content-type", "accept", "x-anything", "transfer-encoding-x"]),
                        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=20), max_size=3))
@@ -572,13 +585,14 @@ def uploads(draw):
     else:
         x = np.random.default_rng(draw(st.integers(0, 9))).uniform(-1, 1, (draw(st.integers(0, 3000)), draw(st.integers(1, 2))))
         data = wav_bytes(x.astype(np.float32), draw(st.sampled_from([4000, 8000, 16000, 44100])), draw(st.sampled_from([1, 2])))
-    form = {"model": draw(st.sampled_from([WHISPER, "whisper-1", "tiny", "nope", ""]))}
-    for k, options in (("language", ["en", "fr", ""]), ("response_format", ["json", "text", "verbose_json", "srt"]),
-                       ("temperature", ["0", "0.5", "x", "nan", "inf"]), ("prompt", ["", "digits"])):
-        if draw(st.booleans()): form[k] = draw(st.sampled_from(options))
-    return data, draw(st.text(max_size=20)), form, draw(st.booleans())
+    often = lambda good, bad: st.one_of(st.just(good), st.just(good), st.just(good), st.sampled_from(bad)) # 3 in 4 valid
+    form = {"model": draw(often(WHISPER, ["whisper-1", "tiny", "nope", ""]))}
+    for k, good, bad in (("language", "en", ["fr", ""]), ("response_format", "json", ["text", "verbose_json", "srt"]),
+                         ("temperature", "0", ["0.5", "x", "nan", "inf"]), ("prompt", "", ["digits"])):
+        if draw(st.booleans()): form[k] = draw(often(good, bad))
+    return data, draw(st.text(max_size=20)), form, draw(st.sampled_from([True, True, True, False]))
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(uploads())
 def test_fuzz_multipart_uploads(fuzz_client, upload):
     data, name, form, with_file = upload
