@@ -158,7 +158,7 @@ PROMPTS = ["The capital of France is", "1, 2, 3, 4, 5,", "Once upon a time", "de
 def test_engine_greedy_equals_generate_at_four_concurrent_requests(smol):
     "Four requests submitted from four threads while the engine runs: each answer is lesson 11's, token for token."
     model, tok, _ = smol
-    n = 24
+    n = 16
     want = [generate_text(smol, tok.encode(p), n) for p in PROMPTS]
     engine = ContinuousBatcher(model, tok, max_batch=8, kv_cache_tokens=1024, end_ids=set()).start()
     try:
@@ -177,14 +177,14 @@ def test_finished_requests_leave_at_once_and_waiting_ones_take_their_place(smol)
     "Batch of 2: a short and a long answer; the third request joins the step after the short one ends, not after the long."
     model, tok, _ = smol
     engine = ContinuousBatcher(model, tok, max_batch=2, kv_cache_tokens=1024, end_ids=set())
-    short, long_ = (engine.submit(tok.encode(p), SamplingParams(max_tokens=m)) for p, m in ((PROMPTS[0], 3), (PROMPTS[1], 12)))
+    short, long_ = (engine.submit(tok.encode(p), SamplingParams(max_tokens=m)) for p, m in ((PROMPTS[0], 3), (PROMPTS[1], 8)))
     third = engine.submit(tok.encode(PROMPTS[2]), SamplingParams(max_tokens=3))
     engine.run()
     rows = [set(ids) for _, ids in engine.trace]
     short_last = max(i for i, s in enumerate(rows) if short.id in s)
     third_first = min(i for i, s in enumerate(rows) if third.id in s)
     assert third_first == short_last + 1 and long_.id in rows[third_first]
-    assert max(map(len, rows)) == 2 and [len(r.tokens) for r in (short, long_, third)] == [3, 12, 3]
+    assert max(map(len, rows)) == 2 and [len(r.tokens) for r in (short, long_, third)] == [3, 8, 3]
 
 
 def test_cancelled_and_timed_out_requests_free_their_blocks(smol):
