@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['BLOCK_SIZE', 'GQA_IN_SDPA', 'END_OF_TURN_TOKENS', 'MAX_BATCH', 'KV_CACHE_TOKENS', 'PREFILL_TOKENS_PER_STEP', 'MAX_WAITING', 'CHATML_TEMPLATE', 'load_chat_llama', 'PagedKVCache', 'paged_forward', 'SamplingParams', 'GenerationRequest', 'pick_tokens', 'EngineBusy', 'ContinuousBatcher', 'BatchedChat', 'Answers']
 
-# %% ../nbs/14_serve.ipynb #cf2039ed
+# %% ../nbs/14_serve.ipynb #b9000f46
 import asyncio, collections, hashlib, os, re, threading, time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,7 +15,7 @@ from .core import cache_dir
 from .llama import Llama, LlamaConfig, BPETokenizer, apply_rope, rope_cos_sin, load_gguf_llama
 from .llama import generate as llama_generate # lesson 11's one-request decoder: what the engine must equal
 
-# %% ../nbs/14_serve.ipynb #030cac79
+# %% ../nbs/14_serve.ipynb #9a89eeff
 def load_chat_llama(
     path:str|Path, # a Llama GGUF file, e.g. `smollm2_gguf()`
     cache:bool=True, # keep the dequantized weights and the tokenizer under LLMCOURSE_HOME: the next start takes seconds
@@ -45,7 +45,7 @@ def load_chat_llama(
         os.replace(tmp, stored) # a reader never sees a half-written file under the final name
     return model.eval(), tok, template
 
-# %% ../nbs/14_serve.ipynb #7c1c0ab7
+# %% ../nbs/14_serve.ipynb #454906ad
 BLOCK_SIZE = 16 # positions per KV block: vLLM's default; small blocks waste little, large ones index less
 
 class PagedKVCache:
@@ -97,7 +97,7 @@ class PagedKVCache:
         def one(store): return store[layer, table].view(B, nb * self.block_size, *store.shape[3:]).transpose(1, 2)
         return one(self.k), one(self.v) # (B, nb, bs, nkv, hd) copied once, then viewed as (B, nkv, S, hd)
 
-# %% ../nbs/14_serve.ipynb #abbff817
+# %% ../nbs/14_serve.ipynb #ead1ecbc
 GQA_IN_SDPA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5) # `enable_gqa` came with torch 2.5
 
 def _attention(q, k, v, mask=None):
@@ -142,7 +142,7 @@ def paged_forward(
     if last is not None: x = x[torch.arange(B, device=x.device), last]  # (B, dim): one position per row
     return model.lm_head(model.norm(x))  # (B, vocab) or (B, T, vocab)
 
-# %% ../nbs/14_serve.ipynb #7ddc43f8
+# %% ../nbs/14_serve.ipynb #ac6d7f14
 @dataclass
 class SamplingParams:
     "How to pick the tokens of one answer."
@@ -222,7 +222,7 @@ def pick_tokens(
         out[i] = int(torch.multinomial(probs, 1, generator=r.generator))
     return out
 
-# %% ../nbs/14_serve.ipynb #9cc88152
+# %% ../nbs/14_serve.ipynb #1f15d745
 class EngineBusy(RuntimeError):
     "The engine's waiting line is full: try again later."
 
@@ -379,7 +379,7 @@ class ContinuousBatcher:
         if self.thread is not None: self.thread.join(30)
         for r in self.running + list(self.waiting): r.finish("cancelled")
 
-# %% ../nbs/14_serve.ipynb #71475472
+# %% ../nbs/14_serve.ipynb #7bee25fd
 CHATML_TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
                    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}") # ChatML, for a GGUF file without a template
 
@@ -416,7 +416,7 @@ class BatchedChat:
         "The prompt tokens of a plain text (for `/v1/completions`)."
         return self.tokenizer.encode(text)
 
-# %% ../nbs/14_serve.ipynb #7866302c
+# %% ../nbs/14_serve.ipynb #0f3d7a40
 class Answers:
     "The answers to one client request (each prompt `n` times) in the engine, and the asyncio queue their text comes back on."
     def __init__(self,

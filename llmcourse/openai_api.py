@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['Text', 'APIError', 'short_repr', 'TextPart', 'ChatMessage', 'GenerationBody', 'ChatCompletionRequest', 'CompletionRequest', 'EmbeddingRequest', 'sse', 'SSEResponse', 'validation_api_error', 'BodyLimits']
 
-# %% ../nbs/14_serve.ipynb #108810e8
+# %% ../nbs/14_serve.ipynb #17af9dbe
 import asyncio, json, time
 from typing import Annotated, Callable, Literal
 from fastapi.exceptions import RequestValidationError
@@ -138,7 +138,7 @@ def validation_api_error(
     param = ".".join(str(x) for x in e.get("loc", ()) if x != "body")[:100] or None
     return APIError(400, f"Invalid request: {str(e.get('msg', 'bad body'))[:200]} (at {param or 'the body'}).", param=param)
 
-# %% ../nbs/14_serve.ipynb #510102ee
+# %% ../nbs/14_serve.ipynb #da2f4899
 class BodyLimits:
     "ASGI middleware that reads each request body first: 413 past its size limit, 408 if it trickles in too slowly."
     def __init__(self,
