@@ -5,7 +5,8 @@ a time (`--max-batch 1`) and batched (`--max-batch 32`) on the same engine and m
 For every client count and mode: aggregate tokens/s (the engine's own count of tokens out, over the wall time), time
 to first token (request sent -> first text) and inter-token latency (gaps between streamed pieces), p50 and p95. The
 server runs in its own process through `serve_cli`, as `llmcourse serve` does; the clients are threads of this one.
-For scale, llama.cpp (llama-cpp-python) decoding one stream of the same GGUF with the same number of threads.
+The clients and the server share the machine's cores, so the same workloads are also run on the engine alone, in
+one process. For scale, llama.cpp (llama-cpp-python) decoding one stream of the same GGUF with the same number of threads.
 
 Also: greedy answers of the batched runs are compared with lesson 11's `generate` for every prompt (token for token,
 as text up to the first end-of-turn token).
@@ -13,7 +14,7 @@ as text up to the first end-of-turn token).
 Usage: python bench/14_serve/batching.py [--quick] [--threads 1] [--tokens 32] [--requests 2]
 Writes bench/14_serve/batching.json and its section of bench/14_serve/RESULTS.md.
 """
-import argparse, json, os, statistics, subprocess, sys, threading, time
+import argparse, json, os, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -91,6 +92,29 @@ def llama_cpp_tokens_per_s(threads, n_tokens):
     return n_tokens / (time.perf_counter() - t0)
 
 
+def engine_only(threads, n_requests, max_tokens):
+    "The same workloads on the engine alone, in this process (no HTTP, no client threads): tokens/s per mode."
+    import torch
+    from llmcourse.batching import ContinuousBatcher, SamplingParams, load_chat_llama
+    from llmcourse.data import smollm2_gguf
+    torch.set_num_threads(threads)
+    model, tok, _ = load_chat_llama(smollm2_gguf())
+    rows = []
+    for n in CLIENTS:
+        for mode, max_batch in MODES.items():
+            engine = ContinuousBatcher(model, tok, max_batch=max_batch, end_ids=set()) # every answer max_tokens long
+            engine.warm_up()
+            t0 = time.perf_counter()
+            for k in range(n_requests): # each client's next request comes when its last one is answered
+                for c in range(n): engine.submit(tok.encode(prompt_of(c, k)), SamplingParams(max_tokens=max_tokens))
+                engine.run()
+            wall = time.perf_counter() - t0
+            rows.append(dict(mode=mode, clients=n, tokens=engine.tokens_out, seconds=round(wall, 2),
+                             tokens_per_s=round(engine.tokens_out / wall, 2)))
+            print("engine only", rows[-1], flush=True)
+    return rows
+
+
 def check_against_generate(texts, max_tokens):
     "How many batched answers equal lesson 11's greedy `generate` (text up to the first end-of-turn token)."
     import torch
@@ -116,23 +140,28 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.quick: a.tokens, a.requests = 8, 1
     load_before = os.getloadavg()
-    rows, texts = [], {}
-    for mode, max_batch in MODES.items():
-        proc, url = start_server(max_batch, a.threads)
-        try:
-            stream_one(url, prompt_of(0, 0), 4) # warm up
-            for n in CLIENTS:
-                row, t = run(url, n, a.requests, a.tokens)
+    rows, texts, servers = [], {}, {}
+    try:
+        for mode, max_batch in MODES.items():
+            servers[mode] = start_server(max_batch, a.threads)
+            stream_one(servers[mode][1], prompt_of(0, 0), 4) # warm up
+        for n in CLIENTS: # both modes back to back at each client count: a machine whose load drifts treats them alike
+            for mode, max_batch in MODES.items():
+                row, t = run(servers[mode][1], n, a.requests, a.tokens)
                 rows.append(dict(mode=mode, max_batch=max_batch, **row)); print(rows[-1], flush=True)
                 if mode == "batched": texts.update(t)
-        finally:
-            proc.terminate(); proc.wait(60)
+    finally:
+        for proc, _ in servers.values(): proc.terminate(); proc.wait(60)
+    engine_rows = engine_only(a.threads, a.requests, a.tokens)
     cpp = llama_cpp_tokens_per_s(a.threads, a.tokens * 2)
     same, total = check_against_generate(texts, a.tokens)
     by = {(r["mode"], r["clients"]): r for r in rows}
     ratio = {n: round(by["batched", n]["tokens_per_s"] / by["one at a time", n]["tokens_per_s"], 2) for n in CLIENTS}
+    eby = {(r["mode"], r["clients"]): r for r in engine_rows}
+    engine_ratio = {n: round(eby["batched", n]["tokens_per_s"] / eby["one at a time", n]["tokens_per_s"], 2) for n in CLIENTS}
     results = dict(threads=a.threads, tokens=a.tokens, requests_per_client=a.requests, quick=a.quick,
-                   load_average_before=[round(x, 2) for x in load_before], rows=rows, batched_over_one_at_a_time=ratio,
+                   load_average_before=[round(x, 2) for x in load_before], load_average_after=[round(x, 2) for x in os.getloadavg()],
+                   rows=rows, batched_over_one_at_a_time=ratio, engine_only=engine_rows, engine_only_ratio=engine_ratio,
                    llama_cpp_one_stream_tokens_per_s=round(cpp, 2), greedy_equal_to_generate=f"{same}/{total}")
     harness.record(__file__, "batching", results)
     lines = [f"`{harness.command()}` at {harness.commit()}", "", harness.machine_line(), "",
@@ -145,7 +174,11 @@ def main(argv=None):
                      f"{r['itl_p50']} | {r['itl_p95']} |")
     lines += ["", "Batched over one at a time, aggregate tokens/s: " + ", ".join(f"{n} clients {x}x" for n, x in ratio.items())
               + f" (acceptance: at least 4x at 16 clients: {'met' if ratio[16] >= 4 else 'NOT met'}).",
-              f"llama.cpp, one stream of the same GGUF, {a.threads} thread(s): {cpp:.1f} tokens/s.",
+              f"The engine alone (no HTTP, no client threads; the same workloads, every answer {a.tokens} tokens), batched over "
+             "one at a time: " + ", ".join(f"{n} clients {x}x ({eby['batched', n]['tokens_per_s']} against "
+                                           f"{eby['one at a time', n]['tokens_per_s']} tokens/s)" for n, x in engine_ratio.items()) + ".",
+             f"Load average at the end: {results['load_average_after']}.",
+             f"llama.cpp, one stream of the same GGUF, {a.threads} thread(s): {cpp:.1f} tokens/s.",
               f"Batched greedy answers equal to lesson 11's `generate`: {same} of {total}."]
     harness.write_section(__file__, "batching", "\n".join(lines))
     print("\n".join(lines))
