@@ -335,14 +335,14 @@ class ContinuousBatcher:
         self.trace.append((time.perf_counter(), [r.id for r in rs]))
 
     def step(self) -> bool:
-        "One round of the scheduler; False when there was nothing to do."
+        "One round of the scheduler; False once no request is left, running or waiting."
         self._retire()
         new = self._admit()
         if new: self._prefill(new); self.running += new
         self._retire() # a first token may already end an answer
         if self.running: self._decode()
         self._retire()
-        return bool(new or self.running)
+        return bool(new or self.running or self.waiting) # a batch that just emptied leaves room for the waiting
 
     def run(self):
         "Step until nothing is waiting or running (no thread: the lesson drives the engine this way)."

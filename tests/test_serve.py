@@ -187,6 +187,15 @@ def test_finished_requests_leave_at_once_and_waiting_ones_take_their_place(smol)
     assert max(map(len, rows)) == 2 and [len(r.tokens) for r in (short, long_, third)] == [3, 8, 3]
 
 
+def test_run_answers_every_request_when_the_batch_empties(smol):
+    "One row, three requests: `run()` goes on after each answer ends while others still wait, until all are answered."
+    model, tok, _ = smol
+    engine = ContinuousBatcher(model, tok, max_batch=1, kv_cache_tokens=1024, end_ids=set())
+    rs = [engine.submit(tok.encode(p), SamplingParams(max_tokens=3)) for p in PROMPTS[:3]] # each answer outlives its first step
+    engine.run()
+    assert [(r.finish_reason, len(r.tokens)) for r in rs] == [("length", 3)] * 3 and not engine.waiting
+
+
 def test_cancelled_and_timed_out_requests_free_their_blocks(smol):
     model, tok, _ = smol
     engine = ContinuousBatcher(model, tok, max_batch=4, kv_cache_tokens=1024, end_ids=set())
