@@ -163,8 +163,9 @@ def main(argv=None):
                    load_average_before=[round(x, 2) for x in load_before], load_average_after=[round(x, 2) for x in os.getloadavg()],
                    rows=rows, batched_over_one_at_a_time=ratio, engine_only=engine_rows, engine_only_ratio=engine_ratio,
                    llama_cpp_one_stream_tokens_per_s=round(cpp, 2), greedy_equal_to_generate=f"{same}/{total}")
+    at = harness.commit() # before the JSON is written, which would make the checkout dirty
     harness.record(__file__, "batching", results)
-    lines = [f"`{harness.command()}` at {harness.commit()}", "", harness.machine_line(), "",
+    lines = [f"`{harness.command()}` at {at}", "", harness.machine_line(), "",
              f"Load average when it started: {results['load_average_before']}. Server: `llmcourse serve --threads "
              f"{a.threads} --max-batch 1` or `32`, shipped models; clients stream completions of {a.tokens} tokens "
              f"(greedy), {a.requests} after one another each.", "",

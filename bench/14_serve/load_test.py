@@ -137,8 +137,9 @@ def main(argv=None):
                    quick=a.quick)
     ok = alive and not lost and not fivexx and growth < RSS_GROWTH_LIMIT and not results["health_failures"]
     results["acceptance_met"] = bool(ok)
+    at = harness.commit() # before the JSON is written, which would make the checkout dirty
     harness.record(__file__, "load_test", results)
-    md = [f"`{harness.command()}` at {harness.commit()}", "", harness.machine_line(), "",
+    md = [f"`{harness.command()}` at {at}", "", harness.machine_line(), "",
           f"Load average when it started: {results['load_average_before']}. {a.clients} streaming chat clients for "
           f"{a.seconds:g} s ({n_hangers} of them hang up after 1-6 pieces of every answer), max_tokens {MAX_TOKENS[0]}-"
           f"{MAX_TOKENS[1]}, the server with the shipped models and default settings ({a.threads} thread(s)).", "",
