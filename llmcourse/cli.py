@@ -15,8 +15,8 @@ __all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END
            'SOLUTION_METADATA', 'HISTORY_WORDS', 'FIGURE_CALLS', 'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root',
            'repository_url', 'badges', 'course_map_markdown', 'lesson_arc', 'arc_mermaid', 'index_markdown',
            'sidebar_yaml', 'sync_docs', 'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell',
-           'lint_lesson', 'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines', 'doctor',
-           'lesson_notebooks', 'run_lessons', 'main']
+           'lint_lesson', 'SecondModules', 'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines',
+           'doctor', 'lesson_notebooks', 'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
 from .core import course_mode, default_device, llmcourse_home
@@ -322,6 +322,20 @@ def lint_lesson(
     for i, c in enumerate(cells):
         if "../" in "".join(c["source"]): bad("no ../ paths", f"cell {i} has a '../' path; find files through the package or the data registry")
     return problems
+
+# %% ../nbs/90_cli.ipynb #e7f74d53
+class SecondModules:
+    "nbdev export processor: every module a notebook fills with `#| export name` starts afresh, as its `default_exp` module does."
+    def __init__(self, nb): self.nb = nb # the notebook being exported (nbdev passes it)
+
+    def begin(self):
+        "Rewrite each second module of the notebook as an empty module (its header and `__all__`)."
+        from nbdev.config import get_config
+        from nbdev.maker import ModuleMaker
+        names = {c.directives_[d].split()[0] for c in self.nb.cells if c.cell_type == "code"
+                 for d in ("export", "exporti", "exports") if c.directives_.get(d, "").strip()}
+        for name in sorted(names):
+            ModuleMaker(dest=get_config().lib_path, name=name, nb_path=self.nb.path_, is_new=True).make([], [])
 
 # %% ../nbs/90_cli.ipynb #5514c2f2
 def data_list() -> str:
