@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END', 'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD',
-           'SOLUTION_METADATA', 'HISTORY_WORDS', 'FIGURE_CALLS', 'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root',
-           'repository_url', 'badges', 'course_map_markdown', 'lesson_arc', 'arc_mermaid', 'index_markdown',
-           'sidebar_yaml', 'sync_docs', 'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell',
-           'lint_lesson', 'SecondModules', 'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines',
-           'doctor', 'lesson_notebooks', 'run_lessons', 'main']
+__all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END', 'INSTALL_START', 'INSTALL_END',
+           'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD', 'SOLUTION_METADATA', 'HISTORY_WORDS', 'FIGURE_CALLS',
+           'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root', 'repository_url', 'badges', 'course_map_markdown',
+           'lesson_arc', 'arc_mermaid', 'index_markdown', 'sidebar_yaml', 'install_time_markdown', 'sync_docs',
+           'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell', 'lint_lesson', 'SecondModules',
+           'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines', 'doctor', 'lesson_notebooks',
+           'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
 from .core import course_mode, default_device, llmcourse_home
@@ -175,12 +176,24 @@ def sidebar_yaml(root:str|Path|None=None) -> str:
     if extra: lines += ["      - section: Reference", "        contents:"] + [f"          - {n}" for n in extra]
     return "\n".join(lines) + "\n"
 
+INSTALL_START, INSTALL_END = "<!-- install time: start -->", "<!-- install time: end -->"
+
+def install_time_markdown(root:str|Path|None=None) -> str:
+    "What the setup cell's install took, from the last run of `bench/00_core/install_time.py` (never typed by hand)."
+    p = repo_root(root)/"bench"/"00_core"/"install_time.json"
+    if not p.exists(): return "The install has not been timed yet: `python bench/00_core/install_time.py` times it."
+    run = json.loads(p.read_text())
+    steps = "; ".join(f"{r['step']}: {r['seconds']:.0f} s" for r in run["results"]["steps"])
+    return (f"Timed by `{run['command']}` ({run['date']}, commit {run['commit']}, {run['machine']['cores']} cores, "
+            f"load {run['machine']['load_average'][0]}), in a fresh environment that has only torch: {steps}.")
+
 def sync_docs(root:str|Path|None=None, write:bool=True) -> list[str]:
     "Bring the course map and the arc in index.ipynb, README.md and nbs/sidebar.yml up to date; the files changed (or that would be)."
     root = repo_root(root); changed = []
     nb_path = root/"nbs"/"index.ipynb"
     nb = json.loads(nb_path.read_text())
-    blocks = [(MAP_START, MAP_END, course_map_markdown(root)), (ARC_START, ARC_END, arc_mermaid(root))]
+    blocks = [(MAP_START, MAP_END, course_map_markdown(root)), (ARC_START, ARC_END, arc_mermaid(root)),
+              (INSTALL_START, INSTALL_END, install_time_markdown(root))]
     for c in nb["cells"]:
         src = "".join(c["source"])
         if c["cell_type"] != "markdown": continue
