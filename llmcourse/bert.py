@@ -381,7 +381,7 @@ def bert_from_pretrained(
     import transformers
     path = Path(path)
     raw = read_hf_config(path, BERT_MODEL_TYPES)
-    try: cfg = bert_config_from_hf(transformers.AutoConfig.for_model(**raw))
+    try: hf_cfg = transformers.AutoConfig.for_model(**raw); cfg = bert_config_from_hf(hf_cfg)
     except (ValueError, TypeError, KeyError) as e: raise HFFolderError(f"{path/'config.json'}: {e}") from None
     source, sd = read_hf_weights(path)
     names, ours = {}, {}
@@ -393,7 +393,9 @@ def bert_from_pretrained(
             if not n.startswith(("head.", "classifier.")): ours[n], names[n] = t, k
     has_pooler = pooler and "pooler.weight" in ours
     if not has_pooler: ours = {k: v for k, v in ours.items() if not k.startswith("pooler.")}
-    with torch.device("meta"): expected = Bert(cfg, pooler=has_pooler).state_dict()  # shapes only, no memory
+    with torch.device("meta"):  # shapes only, no memory; and transformers' names of the tensors, for the messages
+        expected = Bert(cfg, pooler=has_pooler).state_dict()
+        names = {n: k for k in transformers.AutoModel.from_config(hf_cfg).state_dict() for n in bert_state_dict_from_hf({k: 0})} | names
     check_tensor_shapes(ours, expected, source, names)
     model = Bert(cfg, pooler=has_pooler)
     model.load_state_dict(ours, strict=True)

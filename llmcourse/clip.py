@@ -675,13 +675,15 @@ def clip_from_pretrained(
     "`(model, tokenize, preprocess)`: our `CLIP` with the weights of `name`, texts -> (ids, mask), PIL images -> pixels."
     from transformers import CLIPConfig as HFCLIPConfig, CLIPModel, CLIPProcessor
     path = Path(name)
-    if path.exists():  # a local folder: check what transformers would read, and say what is wrong
+    if path.exists() or path.is_absolute() or str(name).startswith((".", "~")):  # a folder: check it, say what is wrong
         read_hf_config(path, ("clip",))
         try: cfg = HFCLIPConfig.from_pretrained(str(path))
         except Exception as e: raise HFFolderError(f"{path/'config.json'} is not a CLIP config ({type(e).__name__}: {e})") from None
         source, sd = read_hf_weights(path)
         with torch.device("meta"): expected = CLIPModel(cfg).state_dict()  # shapes only
         check_tensor_shapes(sd, {k: v for k, v in expected.items() if not k.endswith("position_ids")}, source)
+        if not any((path/f).is_file() for f in ("tokenizer.json", "vocab.json")):  # transformers would make an empty one
+            raise HFFolderError(f"{path} has no readable CLIP tokenizer and image processor: no tokenizer.json or vocab.json")
         try: processor = CLIPProcessor.from_pretrained(str(path))
         except Exception as e: raise HFFolderError(f"{path} has no readable CLIP tokenizer and image processor: {type(e).__name__}: {e}") from None
         hf = CLIPModel.from_pretrained(str(path))
