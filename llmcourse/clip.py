@@ -500,8 +500,8 @@ def train_clip(
     model:CLIP, # the model to train, on its device
     data:ShapeCaptions, # the training pairs
     tokenizer:CaptionTokenizer, # turns captions into ids
-    steps:int=500, # optimizer steps
-    batch_size:int=128, # pairs per step
+    steps:int=1000, # optimizer steps
+    batch_size:int=64, # pairs per step (fewer pairs, fewer repeated captions in a batch)
     lr:float=2e-3, # peak learning rate
     warmup:int=30, # steps of linear warm-up, then cosine decay to 0 (`core.warmup_scheduler`)
     weight_decay:float=0.1, # AdamW decay of the matrices (not of biases, norms, embeddings of size 1-D, temperature)

@@ -4,7 +4,7 @@
 
 Per seed: the two masked-LM runs (static and dynamic masking, 500 sentences, 150 steps of 32; how far the validation
 loss falls, and how much wider static masking's train/validation gap is), and the SST-2 quick fine-tuning of MiniLM
-(256 training sentences drawn with the seed, 16 steps of 16, embeddings frozen, the lesson's fixed 200 dev sentences)
+(1,024 training sentences drawn with the seed, 64 steps of 16, embeddings frozen, the lesson's fixed 200 dev sentences)
 with the plain loop and with `transformers.Trainer`. Writes quick_seeds.json and a RESULTS.md section.
 """
 import argparse, sys, time
@@ -47,7 +47,7 @@ for seed in range(a.seeds):
         row[f"mlm_{name}_drop"] = round(h.series("valid_loss")[1][0] - h.last("valid_loss"), 4)
         gaps[name] = h.last("valid_loss") - sum(h.series("loss")[1][-25:]) / 25
     row["mlm_gap_difference"] = round(gaps["static"] - gaps["dynamic"], 4)
-    sub = sst_train.sample(256, random_state=seed)
+    sub = sst_train.sample(1024, random_state=seed)
     clf = minilm_classifier(pooling="mean", seed=seed)
     clf.bert.embeddings.word.weight.requires_grad_(False)
     row["sst2_before"] = round(accuracy(clf, tok, dev_sub), 4)
@@ -72,7 +72,7 @@ harness.write_section(__file__, "quick_seeds", f"""## The quick runs over seeds 
 
 Masked LM: validation-loss drop from the untrained model (static, dynamic masking) and how much wider static masking's
 train/validation gap is than dynamic masking's. SST-2: dev accuracy on the lesson's 200 quick dev sentences before
-and after 16 steps (plain loop, `transformers.Trainer`). Each seed draws the training sentences, the new classifier,
+and after 64 steps (plain loop, `transformers.Trainer`). Each seed draws the training sentences, the new classifier,
 the masks and the order.
 
 | seed | MLM drop, static | MLM drop, dynamic | gap difference | SST-2 before | SST-2 plain loop | SST-2 Trainer | CPU s |
