@@ -6,7 +6,7 @@ retrieval beside them; the spread sets the margins of the lesson's checks.
 
 The seeds run after every choice was frozen; they inform only the margins of the checks, not a setting.
 """
-import argparse, sys, time
+import argparse, inspect, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
@@ -53,6 +53,7 @@ def stats(key):
     return dict(mean=round(v.mean(), 4), sd=round(v.std(ddof=1), 4) if len(v) > 1 else 0.0, min=round(v.min(), 4), max=round(v.max(), 4))
 summary = {k: stats(k) for k in ("heldout", "test", "train")}
 harness.record(__file__, "clip_seeds", dict(runs=rows, summary=summary, n_train=N_TRAIN, n_eval=N_EVAL))
+DEFAULTS = {k: v.default for k, v in inspect.signature(train_clip).parameters.items()}
 fmt = lambda d: f"{d['top1']:.1%} ({d['interval'][0]:.1%}-{d['interval'][1]:.1%})"
 table = "\n".join(f"| {r['seed']} | {fmt(r['heldout'])} | {fmt(r['test'])} | {r['train']['top1']:.1%} | {r['i2t_r1']:.3f} | {r['t2i_r1']:.3f} | {r['train_cpu_seconds']:.0f} |" for r in rows)
 line = lambda k: f"mean {summary[k]['mean']:.1%}, sd {summary[k]['sd']:.1%}, range {summary[k]['min']:.1%} to {summary[k]['max']:.1%}"
@@ -60,7 +61,7 @@ harness.write_section(__file__, "clip_seeds", f"""## The quick-mode CLIP over se
 
 `{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
 
-{N_TRAIN} training pairs of the 12 seen combinations, 500 steps of 128 (`train_clip` defaults); zero-shot top-1 over the
+{N_TRAIN} training pairs of the 12 seen combinations, {DEFAULTS['steps']} steps of {DEFAULTS['batch_size']} (`train_clip` defaults); zero-shot top-1 over the
 24 classes on {N_EVAL} new images per set, with 95% bootstrap intervals over the images. Every seed draws its own
 training images, model and batches. Validation combinations: every setting of the lesson was chosen on them. Test
 combinations: never used for a choice.
