@@ -42,10 +42,11 @@ res = dict(settings=vars(a), device=str(dev), train_sentences=len(train), steps=
            dev_sentences=len(valid), test_accuracy=round(test_acc, 4), test_interval=[round(lo, 4), round(hi, 4)],
            test_sentences=len(test))
 print(res)
+COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, "bert_sst2", res)
 harness.write_section(__file__, "bert_sst2", f"""## SST-2 fine-tuning from the real all-MiniLM-L6-v2 (the lesson's `slow` cell)
 
-`{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
+`{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
 `minilm_classifier(pooling="{a.pooling}")` (the shipped MiniLM encoder and a new linear layer), `finetune_classifier`:
 {len(train):,} sentences drawn from SST-2 train (`random_state=0`), {a.epochs:g} epoch = {res['steps']} steps of {a.batch_size},

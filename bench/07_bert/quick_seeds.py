@@ -63,12 +63,13 @@ for seed in range(a.seeds):
 keys = ["mlm_static_drop", "mlm_dynamic_drop", "mlm_gap_difference", "sst2_before", "sst2_plain", "sst2_trainer"]
 summary = {k: dict(mean=round(float(np.mean([r[k] for r in rows])), 4), sd=round(float(np.std([r[k] for r in rows], ddof=1)), 4),
                    min=min(r[k] for r in rows), max=max(r[k] for r in rows)) for k in keys}
+COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, "quick_seeds", dict(runs=rows, summary=summary))
 table = "\n".join("| " + " | ".join([str(r["seed"])] + [f"{r[k]:.3f}" for k in keys] + [f"{r['cpu_seconds']:.0f}"]) + " |" for r in rows)
 stat = "\n".join(f"| {k} | {s['mean']:.3f} | {s['sd']:.3f} | {s['min']:.3f} | {s['max']:.3f} |" for k, s in summary.items())
 harness.write_section(__file__, "quick_seeds", f"""## The quick runs over seeds (the margins of the lesson's checks)
 
-`{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
+`{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
 Masked LM: validation-loss drop from the untrained model (static, dynamic masking) and how much wider static masking's
 train/validation gap is than dynamic masking's. SST-2: dev accuracy on the lesson's 200 quick dev sentences before

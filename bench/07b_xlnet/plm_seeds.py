@@ -46,11 +46,12 @@ gains = [r["gain"] for r in rows]
 mean = sum(gains) / len(gains)
 sd = (sum((g - mean) ** 2 for g in gains) / max(1, len(gains) - 1)) ** 0.5
 res = dict(unigram_loss=round(unigram, 4), runs=rows, gain_mean=round(mean, 4), gain_sd=round(sd, 4), gain_min=min(gains))
+COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, "plm_seeds", res)
 table = "\n".join(f"| {r['seed']} | {r['valid_loss']:.3f} | {r['gain']:.3f} | {r['cpu_seconds']:.0f} |" for r in rows)
 harness.write_section(__file__, "plm_seeds", f"""## The quick permutation-LM run over seeds
 
-`{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
+`{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
 Unigram cross-entropy of the validation targets (SST-2 dev, fixed orders): {unigram:.3f}.
 

@@ -38,11 +38,12 @@ for seed in range(a.seeds):
     rows.append(row); print(row, flush=True)
 keys = ["loss_ratio", *(f"em_{t}" for t in (*TASKS, "sst2"))]
 summary = {k: dict(mean=round(float(np.mean([r[k] for r in rows])), 4), min=min(r[k] for r in rows), max=max(r[k] for r in rows)) for k in keys}
+COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, "t5_quick_seeds", dict(runs=rows, summary=summary))
 table = "\n".join("| " + " | ".join([str(r["seed"])] + [f"{r[k]:.3f}" for k in keys] + [f"{r['cpu_seconds']:.0f}"]) + " |" for r in rows)
 harness.write_section(__file__, "t5_quick_seeds", f"""## The quick run over seeds (the margins of the lesson's quick checks)
 
-`{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
+`{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
 300 steps of 64, peak lr 3e-3, 100 warm-up steps, equal shares (K = 20,000); each seed draws the initial weights and the
 batches. Loss ratio: mean training loss of the last 20 steps over the first 20. Exact match on the validation examples.

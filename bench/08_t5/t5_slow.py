@@ -48,12 +48,13 @@ curve = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() 
 res = dict(settings=vars(a), rates=rates, device=str(device), train_wall_seconds=round(wall, 1), train_cpu_seconds=round(cpu, 1),
            final_loss=round(hist.last("loss"), 4), validation_curve=curve, test=test)
 print(res)
+COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, "t5_slow", res)
 rows = "\n".join(f"| {t} | {v['n']} | **{v['exact_match']:.1%}** | {v['low']:.1%} to {v['high']:.1%} |" for t, v in test.items())
 vrows = "\n".join(f"| {r['step']} | " + " | ".join(f"{r.get('em_' + t, float('nan')):.1%}" for t in (*TASKS, "sst2")) + " |" for r in curve)
 harness.write_section(__file__, "t5_slow", f"""## The long run (the lesson's `slow` cell)
 
-`{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
+`{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
 `T5Size.tiny()`, {a.steps:,} steps of {a.batch_size}, AdamW, peak lr {a.lr:g}, {a.warmup} warm-up steps and linear decay,
 mixing rates {rates}. Training: {wall:.0f} s wall, {cpu:.0f} s CPU.

@@ -52,6 +52,7 @@ def stats(key):
     v = np.array([r[key]["top1"] for r in rows])
     return dict(mean=round(v.mean(), 4), sd=round(v.std(ddof=1), 4) if len(v) > 1 else 0.0, min=round(v.min(), 4), max=round(v.max(), 4))
 summary = {k: stats(k) for k in ("heldout", "test", "train")}
+COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, "clip_seeds", dict(runs=rows, summary=summary, n_train=N_TRAIN, n_eval=N_EVAL))
 DEFAULTS = {k: v.default for k, v in inspect.signature(train_clip).parameters.items()}
 fmt = lambda d: f"{d['top1']:.1%} ({d['interval'][0]:.1%}-{d['interval'][1]:.1%})"
@@ -59,7 +60,7 @@ table = "\n".join(f"| {r['seed']} | {fmt(r['heldout'])} | {fmt(r['test'])} | {r[
 line = lambda k: f"mean {summary[k]['mean']:.1%}, sd {summary[k]['sd']:.1%}, range {summary[k]['min']:.1%} to {summary[k]['max']:.1%}"
 harness.write_section(__file__, "clip_seeds", f"""## The quick-mode CLIP over seeds
 
-`{harness.command()}` at commit {harness.commit()}; {harness.machine_line()}.
+`{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
 {N_TRAIN} training pairs of the 12 seen combinations, {DEFAULTS['steps']} steps of {DEFAULTS['batch_size']} (`train_clip` defaults); zero-shot top-1 over the
 24 classes on {N_EVAL} new images per set, with 95% bootstrap intervals over the images. Every seed draws its own
