@@ -1,11 +1,12 @@
 """Lesson 04: SST-2 test accuracy against the number of labelled training sentences, with and without LM pretraining.
 
-Stages 1 and 2 of ULMFiT (`ULMFiTConfig.small()` by default: tiny Shakespeare, then the SST-2 training sentences
-without labels) give the pretrained encoder; `label_budget_curve` then trains classifiers for each budget from that
-encoder and from random weights, over seeds, chooses the stage-3 recipe on the SST-2 dev set (all 872 sentences) and
-scores the chosen classifiers once on the SST-2 test set (all 1,821). One torch thread.
+Stages 1 and 2 of ULMFiT give the pretrained encoder. By default they run as in the lesson's `slow` curve cell:
+`ULMFiTConfig.tiny()` with stage 2 trained for eight epochs (`--lm2-epochs`) on all SST-2 training sentences without
+labels; `--config small` takes the larger `small()` model instead. `label_budget_curve` then trains classifiers for
+each budget from that encoder and from random weights, over seeds, chooses the stage-3 recipe on the SST-2 dev set
+(all 872 sentences) and scores the chosen classifiers once on the SST-2 test set (all 1,821). One torch thread.
 
-    python bench/04_ulmfit/label_budget.py [--config small] [--lm2-epochs 8] [--budgets 100,500,2000,all] [--seeds 0,1,2]
+    python bench/04_ulmfit/label_budget.py [--config tiny] [--lm2-epochs 8] [--budgets 100,500,2000,all] [--seeds 0,1,2]
     python bench/04_ulmfit/label_budget.py --quick   # the notebook's quick-mode curve: `tiny()` as it is, 300 dev/test
 Writes bench/04_ulmfit/label_budget_<config>.json (or label_budget_quick.json) and its section of RESULTS.md.
 """
@@ -21,7 +22,7 @@ from llmcourse.ulmfit import ULMFiTConfig, finetune_target_lm, label_budget_curv
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="small", choices=["tiny", "small"])
+    ap.add_argument("--config", default="tiny", choices=["tiny", "small"])
     ap.add_argument("--lm2-epochs", type=int, default=8, help="stage-2 epochs after the frozen one")
     ap.add_argument("--budgets", default="100,500,2000,all"); ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--quick", action="store_true", help="the notebook's quick-mode curve (tiny() unchanged, budgets 100,1000)")
