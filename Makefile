@@ -18,6 +18,9 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
+# OpenMP threads wait by sleeping, not spinning: with two lessons side by side, spinning threads of one stall the
+# other (llama.cpp ran 13x slower in the browser test on a busy machine)
+export OMP_WAIT_POLICY ?= PASSIVE
 # lessons run in folders of their own: make a relative mirror folder absolute first
 ifneq ($(strip $(LLMCOURSE_MIRROR)),)
 ifeq ($(findstring ://,$(LLMCOURSE_MIRROR)),)
@@ -29,12 +32,14 @@ endif
 
 # torch first, from the pinned pair (on this machine's disk); then llama-cpp-python from a wheel built once for
 # this CPU and cached; then the package with every extra the quick course and the tests use; then the two packages
-# whose declared requirements would break the rest (see tools/no-deps-requirements.txt).
+# whose declared requirements would break the rest (see tools/no-deps-requirements.txt); last Debian's chromium for the
+# browser test (tests/test_browser.py), when we are root with apt-get (else it says what to run).
 setup:
 	$(PYTHON) -m pip install -q $(TORCH_PINS)
 	PYTHON=$(PYTHON) bash tools/install_llama_cpp.sh
 	$(PYTHON) -m pip install -q -e ".[dev,all]"
 	$(PYTHON) -m pip install -q --no-deps -r tools/no-deps-requirements.txt
+	bash tools/install_browser.sh
 
 # every lesson in quick mode, each in a process and a folder of its own, two at a time; a timing table at the end
 course: setup

@@ -1,4 +1,4 @@
-"""The four stages of a GPT assistant on a CPU: pretraining, supervised fine-tuning with a chat template, a Bradley-Terry reward model, and RLHF with GRPO and DPO.
+"""Pretraining, supervised fine-tuning with a chat template, comparisons and a Bradley-Terry reward model, then DPO and GRPO with a verifiable reward, on a CPU, scored on prompts no stage has seen.
 
 Docs: https://llmcourse.github.io/llmcourse/assistant.html.md"""
 
@@ -6,18 +6,19 @@ Docs: https://llmcourse.github.io/llmcourse/assistant.html.md"""
 
 # %% ../nbs/12_assistant.ipynb #8bb423b4
 from __future__ import annotations
-import copy, hashlib, json, math, random, re, time
+import copy, functools, hashlib, json, random, re, time
 from dataclasses import dataclass, asdict, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 # %% auto #0
-__all__ = ['TASKS', 'POLITE', 'SPECIAL_TOKENS', 'ASSISTANT_NAMES', 'shakespeare_words', 'task_answer', 'make_prompts',
-           'split_response', 'rule_score', 'is_correct', 'ChatTokenizer', 'AssistantRecipe', 'task_text',
-           'pretraining_corpus', 'pretrain', 'generate_responses', 'respond', 'sft_examples', 'pad_batch', 'sft_batch',
-           'sft', 'evaluate', 'hf_tokenizer', 'trl_sft_dataset', 'wrong_answer', 'preference_pairs', 'lm_hidden',
-           'RewardModel', 'bradley_terry_loss', 'pairwise_accuracy', 'train_reward_model', 'token_logprobs',
-           'response_logprobs', 'dpo_loss', 'dpo', 'group_advantages', 'kl_per_token', 'grpo', 'Assistants',
+__all__ = ['TASKS', 'POLITE', 'SPLITS', 'HELDOUT_FRACTION', 'SPECIAL_TOKENS', 'ASSISTANT_NAMES', 'shakespeare_words',
+           'task_answer', 'prompt_split', 'split_prompts', 'make_prompts', 'split_response', 'is_correct', 'rule_score',
+           'correct_reward', 'ChatTokenizer', 'AssistantRecipe', 'pretraining_corpus', 'pretrain', 'generate_responses',
+           'sft_examples', 'pad_batch', 'sft_batch', 'sft', 'task_accuracy', 'bootstrap_interval', 'hf_tokenizer',
+           'comparisons', 'RewardModel', 'bradley_terry_loss', 'pairwise_accuracy', 'train_reward_model',
+           'token_logprobs', 'dpo_loss', 'dpo', 'group_advantages', 'kl_per_token', 'grpo', 'Assistants',
            'save_assistants', 'load_assistants', 'assistants_path', 'train_assistants', 'quick_assistants',
            'HFChatTokenizer']
 
@@ -25,14 +26,18 @@ __all__ = ['TASKS', 'POLITE', 'SPECIAL_TOKENS', 'ASSISTANT_NAMES', 'shakespeare_
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import History, default_device, seed_everything, is_quick, quick_or_full, cache_dir, progress_bar
+from .core import History, seed_everything, cache_dir, progress_bar
 from .data import load_tiny_shakespeare, toy_split
-from .gpt import GPT, GPTConfig, TrainConfig, train, generate, token_batches, configure_optimizer, lr_at
+from .tokenizers import Tokenizer, CharTokenizer
+from .gpt import GPT, GPTConfig, TrainConfig, train, generate, token_batches, save_checkpoint, load_checkpoint
 
 # %% ../nbs/12_assistant.ipynb #d09b0be1
 TASKS = ("add", "reverse", "upper")
 POLITE = "Sure! " # the opener the style rule asks for
+SPLITS = ("train", "valid", "test")
+HELDOUT_FRACTION = 0.2 # the share of prompts no training stage sees: half to choose on (valid), half to report on (test)
 
+@functools.lru_cache
 def shakespeare_words(
     min_len:int=3, # shortest word
     max_len:int=4, # longest word
@@ -49,24 +54,31 @@ def task_answer(prompt:str) -> str: # e.g. "add 12+7", "reverse romeo" or "upper
     if task == "upper": return arg.upper()
     raise ValueError(f"Unknown task in prompt {prompt!r}; prompts start with one of {TASKS}")
 
+def prompt_split(prompt:str) -> str: # an instruction
+    "`train`, `valid` or `test`: lesson 01's `toy_split` holds out `HELDOUT_FRACTION`, a second hash halves that."
+    if toy_split("assistant", prompt, HELDOUT_FRACTION) == "train": return "train"
+    return "test" if toy_split("assistant-test", prompt, 0.5) == "heldout" else "valid"
+
+def split_prompts(
+    split:str, # "train", "valid" or "test"
+    max_term:int=9, # the largest number in an addition
+    tasks:Sequence[str]=TASKS, # which tasks
+) -> list[str]:
+    "Every prompt of `split`, task by task: each sum up to `max_term`, each word of `shakespeare_words`."
+    if split not in SPLITS: raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    args = dict(add=[f"{a}+{b}" for a in range(max_term + 1) for b in range(max_term + 1)])
+    return [f"{t} {a}" for t in tasks for a in args.get(t, shakespeare_words()) if prompt_split(f"{t} {a}") == split]
+
 def make_prompts(
     n:int, # how many prompts
-    split:str="train", # "train" or "heldout"
+    split:str="train", # "train", "valid" or "test"
     seed:int=0, # the random seed
     max_term:int=9, # the largest number in an addition
     tasks:Sequence[str]=TASKS, # which tasks, drawn in turn
-    unique:bool=False, # no prompt twice (there are only so many additions: ask for few)
 ) -> list[str]:
-    "`n` prompts from `split`, the tasks taking turns; the splits never share a prompt."
-    if split not in ("train", "heldout"): raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
-    rng, words, out, seen = random.Random(f"assistant-{split}-{seed}"), shakespeare_words(), [], set()
-    for tries in range(1000 * n + 10_000):
-        if len(out) == n: return out
-        task = tasks[len(out) % len(tasks)]
-        arg = f"{rng.randint(0, max_term)}+{rng.randint(0, max_term)}" if task == "add" else rng.choice(words)
-        p = f"{task} {arg}"
-        if (not unique or p not in seen) and toy_split("assistant", p) == split: seen.add(p); out.append(p)
-    raise ValueError(f"Could not draw {n} distinct {split} prompts; ask for fewer or raise max_term")
+    "`n` prompts of `split` drawn with replacement, the tasks taking turns."
+    pools, rng = {t: split_prompts(split, max_term, [t]) for t in tasks}, random.Random(f"assistant-{split}-{seed}")
+    return [rng.choice(pools[tasks[i % len(tasks)]]) for i in range(n)]
 
 # %% ../nbs/12_assistant.ipynb #ebdb77dd
 def split_response(response:str) -> tuple[bool, str]: # what the assistant said
@@ -74,29 +86,33 @@ def split_response(response:str) -> tuple[bool, str]: # what the assistant said
     polite = response.startswith(POLITE)
     return polite, response[len(POLITE):] if polite else response
 
+def is_correct(prompt:str, response:str) -> bool:
+    "The checker: True when `response` (polite or not) carries the right answer to `prompt`."
+    return split_response(response)[1] == task_answer(prompt)
+
 def rule_score(
     prompt:str, # the instruction
     response:str, # the assistant's response
-    polite_bonus:float=0.5, # what the polite opener is worth
+    polite_bonus:float=0.5, # what the polite opener adds to a right answer
 ) -> float:
-    "The labelling rule: 1 for the right answer, plus `polite_bonus` for opening with `POLITE`."
-    polite, answer = split_response(response)
-    return float(answer == task_answer(prompt)) + polite_bonus * polite
+    "The labeller's rule: 1 for the right answer, plus `polite_bonus` if it opens with `POLITE`; 0 for a wrong one."
+    return float(is_correct(prompt, response)) * (1 + polite_bonus * split_response(response)[0])
 
-def is_correct(prompt:str, response:str) -> bool:
-    "True when `response` (polite or not) carries the right answer to `prompt`."
-    return split_response(response)[1] == task_answer(prompt)
+def correct_reward(prompts:Sequence[str], responses:Sequence[str]) -> list[float]:
+    "The verifiable reward: 1.0 for each response the checker `is_correct` accepts, else 0.0."
+    return [float(is_correct(p, r)) for p, r in zip(prompts, responses)]
 
 # %% ../nbs/12_assistant.ipynb #743a71bf
 SPECIAL_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>", "<|pad|>")
 
-class ChatTokenizer:
-    "Characters as tokens plus the `SPECIAL_TOKENS` of the chat template."
-    def __init__(self, chars:str): # every character the model may read or write
-        self.chars = sorted(set(chars))
-        self.itos = self.chars + list(SPECIAL_TOKENS)
-        self.stoi = {s: i for i, s in enumerate(self.itos)}
-        self.user_id, self.assistant_id, self.end_id, self.pad_id = (self.stoi[s] for s in SPECIAL_TOKENS)
+class ChatTokenizer(Tokenizer):
+    "Lesson 02's `CharTokenizer` for the text, the `SPECIAL_TOKENS` of the chat template as the last ids."
+    def __init__(self, text:str): # text holding every character the model may read or write
+        self.char_tok = CharTokenizer.train(text)
+        n = self.char_tok.vocab_size
+        self.chars = [self.char_tok.decode([i]) for i in range(n)] # id -> character
+        self.special = dict(zip(SPECIAL_TOKENS, range(n, n + len(SPECIAL_TOKENS)))) # token -> id
+        self.user_id, self.assistant_id, self.end_id, self.pad_id = self.special.values()
         self._split = re.compile("(" + "|".join(re.escape(s) for s in SPECIAL_TOKENS) + ")")
 
     @classmethod
@@ -105,97 +121,88 @@ class ChatTokenizer:
         return cls(load_tiny_shakespeare() + "0123456789+=!")
 
     @property
-    def vocab_size(self) -> int: return len(self.itos)
+    def vocab_size(self) -> int: return len(self.chars) + len(SPECIAL_TOKENS)
 
-    def encode(self, s:str) -> list[int]:
-        "Token ids of `s`; the special tokens written out in `s` become one id each."
-        ids = []
-        for part in self._split.split(s):
-            if part in self.stoi and part in SPECIAL_TOKENS: ids.append(self.stoi[part]); continue
-            try: ids += [self.stoi[c] for c in part]
-            except KeyError as e: raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
-        return ids
+    def encode(self, text:str) -> list[int]: # text; a special token written out becomes one id
+        "Token ids of `text`."
+        return [i for part in self._split.split(text)
+                for i in ([self.special[part]] if part in self.special else self.char_tok.encode(part))]
 
-    def decode(self, ids) -> str:
-        "The text of token ids `ids`, special tokens written out."
-        return "".join(self.itos[int(i)] for i in ids)
+    def decode(self, ids:Sequence[int]) -> str: # token ids
+        "The text of `ids`, special tokens written out."
+        n = len(self.chars)
+        return "".join(self.chars[i] if i < n else SPECIAL_TOKENS[i - n] for i in map(int, ids))
 
     def chat(self, prompt:str, response:str|None=None) -> str:
         "The template: the user's turn, then the assistant's (left open when `response` is None)."
         return f"<|user|>{prompt}<|assistant|>" + ("" if response is None else f"{response}<|end|>")
 
     def encode_chat(self, prompt:str, response:str|None=None) -> tuple[list[int], int]:
-        "Ids of `chat(prompt, response)` and the number of prompt ids (the template up to `<|assistant|>`)."
+        "Ids of `chat(prompt, response)` and the number of prompt ids (the template up to the assistant's turn)."
         p = self.encode(self.chat(prompt))
         return (p if response is None else p + self.encode(response) + [self.end_id]), len(p)
 
-    def decode_response(self, ids) -> str:
-        "The response text of generated ids `ids`: everything before the first `<|end|>` (or `<|pad|>`)."
-        out = []
-        for i in ids:
-            if int(i) in (self.end_id, self.pad_id): break
-            out.append(self.itos[int(i)])
-        return "".join(out)
+    def decode_response(self, ids:Sequence[int]) -> str: # generated ids
+        "The response: the text of `ids` before the first end (or pad) token."
+        ids = [int(i) for i in ids]
+        return self.decode(ids[:next((k for k, i in enumerate(ids) if i in (self.end_id, self.pad_id)), len(ids))])
 
 # %% ../nbs/12_assistant.ipynb #a27874fa
 @dataclass
 class AssistantRecipe:
-    "Sizes and steps of the four stages: the model, pretraining, SFT, the reward model, DPO and GRPO."
+    "Sizes and steps of the pipeline: the model, pretraining, SFT, comparisons, the reward model, DPO and GRPO."
     n_layer: int = 4 # transformer blocks of the GPT
     n_head: int = 4 # attention heads
     n_embd: int = 96 # width
     block_size: int = 48 # context length (a chat turn is about 30 tokens)
+    max_term: int = 9 # the largest number in an addition
+    max_new_tokens: int = 14 # the longest response
+    lr: float = 2e-3 # learning rate of pretraining and SFT
     pretrain_iters: int = 200 # steps of next-token training on the corpus
     pretrain_batch: int = 16 # sequences per pretraining step
-    sft_iters: int = 300 # steps of supervised fine-tuning
+    n_demonstrations: int = 300 # prompts a person answered, the SFT data
+    polite_fraction: float = 0.3 # share of those answers written with the polite opener
+    sft_iters: int = 450 # steps of supervised fine-tuning (chosen on the validation prompts, as the rest below)
     sft_batch: int = 32 # conversations per SFT step
-    polite_fraction: float = 0.3 # share of SFT responses written with the polite opener
-    max_term: int = 9 # the largest number in an addition
-    n_train_prompts: int = 2000 # prompts for SFT, the preference pairs and RL
+    n_pair_prompts: int = 1000 # training prompts whose sampled responses the labeller compares
+    pair_samples: int = 4 # responses sampled per prompt; the best and the worst make a pair
     rm_iters: int = 120 # reward-model steps
     rm_batch: int = 32 # pairs per reward-model step
+    rm_lr: float = 1e-3 # the reward model's learning rate
     dpo_iters: int = 60 # DPO steps
     dpo_batch: int = 32 # pairs per DPO step
     dpo_beta: float = 0.1 # DPO's beta: how far from the reference the implicit reward lets the policy go
-    grpo_iters: int = 30 # GRPO steps
+    dpo_lr: float = 3e-4 # DPO's learning rate
+    dpo_nll: float = 1.0 # weight of the chosen responses' NLL added to the DPO loss (RPO)
+    n_train_prompts: int = 2000 # training prompts GRPO samples from
+    grpo_iters: int = 80 # GRPO steps (the most the lesson's time allows)
     grpo_prompts: int = 8 # prompts per GRPO step
     grpo_group: int = 8 # sampled responses per prompt
+    grpo_temperature: float = 1.0 # sampling temperature of the groups
+    grpo_lr: float = 3e-4 # GRPO's learning rate
     grpo_beta: float = 0.1 # weight of the KL penalty to the SFT policy
-    lr: float = 2e-3 # learning rate of pretraining and SFT
-    rl_lr: float = 1e-4 # learning rate of the reward model, DPO and GRPO
-    max_new_tokens: int = 14 # the longest response
+    grpo_rm_iters: int = 30 # GRPO steps against the reward model
+    grpo_rm_beta: float = 0.5 # the KL weight of GRPO against the reward model
     seed: int = 0 # seeds every stage
 
     @classmethod
     def quick(cls, **kw) -> AssistantRecipe:
-        "A 0.46M-parameter GPT and short stages: all four in a couple of minutes on a CPU."
+        "A 0.46M-parameter GPT and short stages: the whole pipeline in a few CPU-minutes."
         return cls(**kw)
 
     @classmethod
     def tiny(cls, **kw) -> AssistantRecipe:
         "A few steps of each stage, for tests of the plumbing (the models learn little)."
-        return cls(**{**dict(n_layer=1, n_head=2, n_embd=32, pretrain_iters=5, sft_iters=5, rm_iters=5, dpo_iters=3,
-                             grpo_iters=2, grpo_prompts=2, grpo_group=4, n_train_prompts=100), **kw})
+        return cls(**{**dict(n_layer=1, n_head=2, n_embd=32, pretrain_iters=5, sft_iters=5, n_demonstrations=30, rm_iters=5,
+                             n_pair_prompts=40, dpo_iters=3, grpo_iters=2, grpo_rm_iters=2, grpo_prompts=2, grpo_group=4,
+                             n_train_prompts=100), **kw})
 
-    def gpt_config(self, vocab_size:int) -> GPTConfig:
+    def gpt_config(self, vocab_size:int) -> GPTConfig: # the tokenizer's vocabulary size
         "The `GPTConfig` of the policy."
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
                          n_embd=self.n_embd)
 
 # %% ../nbs/12_assistant.ipynb #6d7d1afb
-def task_text(
-    n:int, # how many lines
-    seed:int=0, # the random seed
-    max_term:int=9, # the largest number in an addition
-) -> str:
-    "Generated lines about the tasks (`12+7=19`, `romeo backwards is oemor`), from training prompts only."
-    lines = []
-    for p in make_prompts(n, "train", seed + 1000, max_term, unique=False):
-        task, _, arg = p.partition(" ")
-        lines.append({"add": f"{arg}={task_answer(p)}", "reverse": f"{arg} backwards is {task_answer(p)}",
-                      "upper": f"{arg} in capitals is {task_answer(p)}"}[task])
-    return "\n".join(lines) + "\n"
-
 def pretraining_corpus(
     tok:ChatTokenizer, # the tokenizer
     n_task_lines:int=6000, # generated lines about the tasks
@@ -203,14 +210,15 @@ def pretraining_corpus(
     seed:int=0, # the random seed
     max_term:int=9, # the largest number in an addition
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Training and validation ids: Shakespeare and generated task text interleaved in chunks of about 500 characters."
-    shakes, tasks = load_tiny_shakespeare()[:shakespeare_chars], task_text(n_task_lines, seed, max_term)
-    parts = []
+    "Training and validation ids: Shakespeare interleaved, 500 characters at a time, with lines about training prompts."
+    say = dict(add="{}={}", reverse="{} backwards is {}", upper="{} in capitals is {}") # `12+7=19`, `romeo backwards is oemor`
+    tasks = "".join(say[p.split()[0]].format(p.split()[1], task_answer(p)) + "\n"
+                    for p in make_prompts(n_task_lines, "train", seed + 1000, max_term))
+    shakes, parts = load_tiny_shakespeare()[:shakespeare_chars], []
     for i in range(0, max(len(shakes), len(tasks)), 500):
         parts += [shakes[i:i+500], tasks[i:i+500]]
     ids = torch.tensor(tok.encode("".join(parts)), dtype=torch.long)
-    n = int(0.95 * len(ids))
-    return ids[:n], ids[n:]
+    n = int(0.95 * len(ids)); return ids[:n], ids[n:] # the last 5% to validate on
 
 def pretrain(
     tok:ChatTokenizer, # the tokenizer
@@ -266,17 +274,6 @@ def generate_responses(
     model.train(was_training)
     return out
 
-def respond(
-    model:nn.Module, # a policy
-    tok:ChatTokenizer, # the tokenizer
-    prompt:str, # one instruction
-    temperature:float=0.0, # 0 for greedy decoding
-    max_new_tokens:int=14, # the longest response
-    generator:torch.Generator|None=None, # random numbers for sampling
-) -> str:
-    "The policy's response to one `prompt`."
-    return generate_responses(model, tok, [prompt], 1, temperature, max_new_tokens, generator)[0][0]
-
 # %% ../nbs/12_assistant.ipynb #839d159b
 def sft_examples(
     prompts:Sequence[str], # instructions
@@ -290,10 +287,9 @@ def sft_examples(
 def pad_batch(
     seqs:Sequence[Sequence[int]], # token ids of each row
     pad_id:int, # the id that fills short rows
-    length:int|None=None, # pad to this length (default: the longest row)
 ) -> torch.Tensor:
-    "A (B, T) tensor of `seqs`, padded on the right with `pad_id`."
-    T = length or max(len(s) for s in seqs)
+    "A (B, T) tensor of `seqs`, padded on the right with `pad_id` to the longest."
+    T = max(len(s) for s in seqs)
     return torch.tensor([list(s) + [pad_id] * (T - len(s)) for s in seqs], dtype=torch.long)
 
 def sft_batch(
@@ -319,9 +315,9 @@ def sft(
 ) -> tuple[GPT, History]:
     "Supervised fine-tuning with lesson 06's `train` on `sft_examples`, the loss masked to the response."
     seed_everything(recipe.seed + 1)
-    splits = dict(train=sft_examples(make_prompts(recipe.n_train_prompts, "train", recipe.seed, recipe.max_term, unique=False),
+    splits = dict(train=sft_examples(make_prompts(recipe.n_demonstrations, "train", recipe.seed, recipe.max_term),
                                      recipe.polite_fraction, recipe.seed),
-                  val=sft_examples(make_prompts(120, "heldout", recipe.seed, recipe.max_term, unique=False), recipe.polite_fraction,
+                  val=sft_examples(make_prompts(120, "valid", recipe.seed, recipe.max_term), recipe.polite_fraction,
                                    recipe.seed + 1))
     def get_batch(split:str, batch_size:int, generator:torch.Generator|None=None):
         data = splits[split]
@@ -334,85 +330,74 @@ def sft(
     return model.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #a116edf1
-def evaluate(
+def task_accuracy(
     model:nn.Module, # a policy
     tok:ChatTokenizer, # the tokenizer
-    prompts:Sequence[str], # held-out instructions
+    prompts:Sequence[str], # instructions the policy never trained on
     reward_fn:Callable|None=None, # `reward_fn(prompts, responses) -> list[float]`, e.g. a reward model's `score`
     max_new_tokens:int=14, # the longest response
 ) -> dict:
-    "Greedy responses to `prompts`: accuracy, politeness, mean rule score (and mean reward) overall and per task."
+    "Greedy responses to `prompts`: the share right (overall and per task), the share polite, the mean reward."
     responses = [r[0] for r in generate_responses(model, tok, prompts, max_new_tokens=max_new_tokens)]
-    res = dict(accuracy=sum(is_correct(p, r) for p, r in zip(prompts, responses)) / len(prompts),
-               polite=sum(split_response(r)[0] for r in responses) / len(prompts),
-               rule_score=sum(rule_score(p, r) for p, r in zip(prompts, responses)) / len(prompts))
+    correct = [is_correct(p, r) for p, r in zip(prompts, responses)]
+    res = dict(accuracy=sum(correct) / len(prompts), polite=sum(split_response(r)[0] for r in responses) / len(prompts))
     if reward_fn is not None: res["reward"] = float(sum(reward_fn(prompts, responses))) / len(prompts)
     for t in TASKS:
-        sel = [(p, r) for p, r in zip(prompts, responses) if p.startswith(t + " ")]
-        if sel: res[f"accuracy_{t}"] = sum(is_correct(p, r) for p, r in sel) / len(sel)
-    res["responses"] = responses
-    return res
+        sel = [c for p, c in zip(prompts, correct) if p.startswith(t + " ")]
+        if sel: res[f"accuracy_{t}"] = sum(sel) / len(sel)
+    return res | dict(correct=correct, responses=responses)
+
+def bootstrap_interval(
+    values:Sequence[float], # one number per test item, e.g. 1.0 for a right answer (or a difference of two such)
+    rounds:int=2000, # bootstrap resamples
+    seed:int=0, # the random seed
+) -> tuple[float, float]:
+    "The 95% percentile bootstrap interval of the mean of `values`, resampling the items."
+    v = torch.as_tensor(values, dtype=torch.float64)
+    ix = torch.randint(len(v), (rounds, len(v)), generator=torch.Generator().manual_seed(seed)) # (rounds, n)
+    means = v[ix].mean(-1) # (rounds,)
+    return tuple(torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist())
 
 # %% ../nbs/12_assistant.ipynb #e39d7e11
 def hf_tokenizer(tok:ChatTokenizer): # our tokenizer
     "A `transformers.PreTrainedTokenizerFast` with the same ids as `tok`: one token per character, special tokens whole."
-    from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders
+    from tokenizers import Tokenizer as HFTokenizer, Regex, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
-    t = Tokenizer(models.WordLevel({s: i for i, s in enumerate(tok.chars)}, unk_token=tok.chars[0]))
+    t = HFTokenizer(models.WordLevel({s: i for i, s in enumerate(tok.chars)}, unk_token=tok.chars[0]))
     t.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated") # every character is a word
     t.decoder = decoders.Fuse()
-    t.add_special_tokens(list(SPECIAL_TOKENS)) # ids len(chars) .. len(chars)+3, as in `tok`
+    t.add_special_tokens(list(SPECIAL_TOKENS)) # the ids after the characters, as in `tok`
     return PreTrainedTokenizerFast(tokenizer_object=t, pad_token="<|pad|>", eos_token="<|end|>")
 
-def trl_sft_dataset(
-    tok:ChatTokenizer, # the tokenizer (its chat template)
-    examples:Sequence[tuple[str, str]], # (prompt, response) pairs
-):
-    "A `datasets.Dataset` of prompt/completion text in our chat template, for TRL's `SFTTrainer`."
-    from datasets import Dataset
-    return Dataset.from_list([dict(prompt=tok.chat(p), completion=f"{r}<|end|>") for p, r in examples])
-
 # %% ../nbs/12_assistant.ipynb #6cb6fc3b
-def wrong_answer(prompt:str, rng:random.Random) -> str:
-    "A plausible wrong answer to `prompt`: an off-by-a-little sum, a word not (fully) reversed, the wrong case."
-    task, _, arg = prompt.partition(" ")
-    right = task_answer(prompt)
-    if task == "add": cands = [str(max(0, int(right) + d)) for d in (-2, -1, 1, 2, 10)]
-    elif task == "reverse": cands = [arg, right[1:], right[:-1] + right[-1] * 2, right[::2] + right[1::2]]
-    else: cands = [arg, arg.capitalize(), right[:-1], right + right[-1]]
-    cands = [c for c in cands if c != right]
-    return rng.choice(cands) if cands else right + "?"
-
-def preference_pairs(
-    prompts:Sequence[str], # instructions
-    seed:int=0, # the random seed
-    judge:Callable=rule_score, # `judge(prompt, response) -> float`; the higher-scored response is preferred
+def comparisons(
+    policy:nn.Module, # the policy whose responses the labeller compares (the SFT model)
+    tok:ChatTokenizer, # the tokenizer
+    recipe:AssistantRecipe, # `n_pair_prompts`, `pair_samples`, `max_new_tokens`, `seed`
+    split:str="train", # "train": `n_pair_prompts` drawn prompts; "valid" or "test": every prompt of the split once
+    judge:Callable=rule_score, # `judge(prompt, response) -> float`, the labeller
 ) -> list[tuple[str, str, str]]:
-    "(prompt, chosen, rejected) triples: two of {polite, curt} x {right, wrong} responses, ranked by `judge`."
-    rng, out = random.Random(seed), []
-    for p in prompts:
-        right, wrong = task_answer(p), wrong_answer(p, rng)
-        a, b = rng.sample([POLITE + right, right, POLITE + wrong, wrong], 2)
-        sa, sb = judge(p, a), judge(p, b)
-        if sa != sb: out.append((p, a, b) if sa > sb else (p, b, a))
+    "(prompt, chosen, rejected): the best and the worst of `pair_samples` sampled responses by `judge`; ties dropped."
+    prompts = (make_prompts(recipe.n_pair_prompts, "train", recipe.seed + 2, recipe.max_term) if split == "train"
+               else split_prompts(split, recipe.max_term))
+    k, g, out = recipe.pair_samples, torch.Generator().manual_seed(recipe.seed + 2 + SPLITS.index(split)), []
+    for p, rs in zip(prompts, generate_responses(policy, tok, prompts, k, 1.0, recipe.max_new_tokens, g)):
+        scores = [judge(p, r) for r in rs]
+        best, worst = max(range(k), key=scores.__getitem__), min(range(k), key=scores.__getitem__)
+        if scores[best] > scores[worst]: out.append((p, rs[best], rs[worst]))
+    if not out: raise ValueError(f"The judge scored all {k} responses to each of {len(prompts)} prompts alike, so there is "
+                                 "no pair to learn from: train the policy longer, or sample more responses.")
     return out
 
 # %% ../nbs/12_assistant.ipynb #fed8cefd
-def lm_hidden(model:nn.Module, idx:torch.Tensor) -> torch.Tensor:
-    "The final hidden states (B, T, C) of our `GPT` (after `ln_f`) or of a Hugging Face causal LM."
-    if not isinstance(model, GPT): return model(input_ids=idx, output_hidden_states=True).hidden_states[-1]
-    tr = model.transformer
-    x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(idx.size(1), device=idx.device))) # (B, T, C)
-    for block in tr.h: x = block(x)
-    return tr.ln_f(x) # (B, T, C)
-
 class RewardModel(nn.Module):
-    "A language model's body with a scalar head, read at the last token of each sequence."
+    "A language model whose head is replaced by a scalar head, read at the last token of each sequence."
     def __init__(self,
-                 body:nn.Module, # a causal LM whose hidden states the head reads (a copy of the SFT model)
+                 body:nn.Module, # a causal LM (a copy of the SFT model); its `lm_head` becomes the identity
                  n_embd:int, # the width of its hidden states
                 ):
         super().__init__()
+        body.lm_head = nn.Identity() # the body now returns its final hidden states (B, T, C) where it returned logits
         self.body, self.head = body, nn.Linear(n_embd, 1)
         nn.init.normal_(self.head.weight, 0.0, 0.02); nn.init.zeros_(self.head.bias)
 
@@ -421,23 +406,27 @@ class RewardModel(nn.Module):
                 lengths:torch.Tensor, # the real length of each row (B,)
                ) -> torch.Tensor:
         "One reward per row (B,)."
-        h = lm_hidden(self.body, idx) # (B, T, C)
+        h = _lm_logits(self.body, idx) # (B, T, C): hidden states, as the body's head is the identity
         last = h[torch.arange(idx.size(0), device=idx.device), lengths - 1] # (B, C) the hidden state at the last token
         return self.head(last).squeeze(-1) # (B,)
 
-    @torch.no_grad()
-    def score(self,
-              tok:ChatTokenizer, # the tokenizer
-              prompts:Sequence[str], # instructions
-              responses:Sequence[str], # one response per prompt
-             ) -> list[float]:
-        "The reward of each (prompt, response) conversation."
-        was_training = self.training; self.eval()
+    def rewards(self,
+                tok:ChatTokenizer, # the tokenizer
+                prompts:Sequence[str], # instructions
+                responses:Sequence[str], # one response per prompt
+               ) -> torch.Tensor:
+        "The reward of each (prompt, response) conversation (B,), with gradients."
         enc = [tok.encode_chat(p, r)[0] for p, r in zip(prompts, responses)]
         dev = next(self.parameters()).device
-        r = self(pad_batch(enc, tok.pad_id).to(dev), torch.tensor([len(e) for e in enc], device=dev))
+        return self(pad_batch(enc, tok.pad_id).to(dev), torch.tensor([len(e) for e in enc], device=dev))
+
+    @torch.no_grad()
+    def score(self, tok:ChatTokenizer, prompts:Sequence[str], responses:Sequence[str]) -> list[float]:
+        "The `rewards` as floats, in eval mode: a reward function for `grpo` (with `partial(rm.score, tok)`)."
+        was_training = self.training; self.eval()
+        r = self.rewards(tok, prompts, responses).tolist()
         self.train(was_training)
-        return r.tolist()
+        return r
 
 def bradley_terry_loss(
     r_chosen:torch.Tensor, # rewards of the preferred responses (B,)
@@ -453,36 +442,33 @@ def pairwise_accuracy(
     pairs:Sequence[tuple[str, str, str]], # (prompt, chosen, rejected) triples
 ) -> float:
     "The share of `pairs` in which `rm` gives the chosen response the higher reward."
-    ps = [p for p, _, _ in pairs]
-    rc, rr = rm.score(tok, ps, [c for _, c, _ in pairs]), rm.score(tok, ps, [r for _, _, r in pairs])
+    ps, cs, rs = zip(*pairs)
+    rc, rr = rm.score(tok, ps, cs), rm.score(tok, ps, rs)
     return sum(a > b for a, b in zip(rc, rr)) / len(pairs)
 
 def train_reward_model(
     sft_model:nn.Module, # the SFT policy; the reward model starts from a copy of it
     tok:ChatTokenizer, # the tokenizer
-    recipe:AssistantRecipe, # sizes and steps
-    judge:Callable=rule_score, # the labeller that ranks the two responses of a pair
+    pairs:Sequence[tuple[str, str, str]], # (prompt, chosen, rejected) triples to learn from
+    recipe:AssistantRecipe, # sizes and steps (`rm_*`)
+    valid_pairs:Sequence[tuple[str, str, str]]|None=None, # pairs of validation prompts, scored at the end
     progress:bool=False, # show a progress bar
 ) -> tuple[RewardModel, History]:
-    "A `RewardModel` trained with the Bradley-Terry loss on `preference_pairs` of training prompts."
+    "A `RewardModel` trained with the Bradley-Terry loss on `pairs`."
     seed_everything(recipe.seed + 2)
     width = sft_model.cfg.n_embd if isinstance(sft_model, GPT) else sft_model.config.hidden_size
     rm = RewardModel(copy.deepcopy(sft_model), width).to(_lm_device(sft_model))
-    pairs = preference_pairs(make_prompts(recipe.n_train_prompts, "train", recipe.seed + 2, recipe.max_term, unique=False),
-                             recipe.seed + 2, judge)
-    val = preference_pairs(make_prompts(60, "heldout", recipe.seed + 2, recipe.max_term), recipe.seed + 3, judge)
-    opt = torch.optim.AdamW(rm.parameters(), lr=recipe.rl_lr * 3, weight_decay=0.0)
-    g, hist, dev = torch.Generator().manual_seed(recipe.seed + 2), History(), next(rm.parameters()).device
+    opt = torch.optim.AdamW(rm.parameters(), lr=recipe.rm_lr, weight_decay=0.0)
+    g, hist = torch.Generator().manual_seed(recipe.seed + 2), History()
     rm.train()
     for it in progress_bar(range(recipe.rm_iters), disable=not progress, desc="reward model"):
-        batch = [pairs[i] for i in torch.randint(len(pairs), (recipe.rm_batch,), generator=g).tolist()]
-        enc = [tok.encode_chat(p, c)[0] for p, c, _ in batch] + [tok.encode_chat(p, r)[0] for p, _, r in batch]
-        r = rm(pad_batch(enc, tok.pad_id).to(dev), torch.tensor([len(e) for e in enc], device=dev)) # (2B,)
-        loss = bradley_terry_loss(r[:len(batch)], r[len(batch):])
+        ps, cs, rs = zip(*[pairs[i] for i in torch.randint(len(pairs), (recipe.rm_batch,), generator=g).tolist()])
+        r = rm.rewards(tok, ps + ps, cs + rs) # (2B,) the chosen responses, then the rejected ones
+        loss = bradley_terry_loss(r[:len(ps)], r[len(ps):])
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if it % 10 == 0 or it == recipe.rm_iters - 1:
-            hist.log(it, loss=loss, train_accuracy=(r[:len(batch)] > r[len(batch):]).float().mean())
-    hist.log(recipe.rm_iters, heldout_accuracy=pairwise_accuracy(rm, tok, val))
+            hist.log(it, loss=loss, train_accuracy=(r[:len(ps)] > r[len(ps):]).float().mean())
+    if valid_pairs: hist.log(recipe.rm_iters, valid_accuracy=pairwise_accuracy(rm, tok, valid_pairs))
     return rm.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #bc0f7fd4
@@ -495,17 +481,6 @@ def token_logprobs(
     logp = F.log_softmax(_lm_logits(model, x).float(), dim=-1) # (B, T, V)
     lp = logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1) # (B, T)
     return lp * (y >= 0)
-
-def response_logprobs(
-    model:nn.Module, # a causal LM
-    tok:ChatTokenizer, # the tokenizer
-    prompts:Sequence[str], # instructions
-    responses:Sequence[str], # one response per prompt
-) -> torch.Tensor:
-    "log pi(response | prompt) of each pair (B,): the sum over the response tokens and `<|end|>`."
-    x, y = sft_batch(tok, list(zip(prompts, responses)))
-    dev = _lm_device(model)
-    return token_logprobs(model, x.to(dev), y.to(dev)).sum(-1)
 
 def dpo_loss(
     policy_chosen:torch.Tensor, # log pi(chosen | prompt) (B,)
@@ -524,27 +499,27 @@ def dpo(
     policy:nn.Module, # the policy to train (a copy of the SFT model), trained in place
     ref:nn.Module, # the frozen reference (the SFT model)
     tok:ChatTokenizer, # the tokenizer
-    recipe:AssistantRecipe, # sizes and steps
+    pairs:Sequence[tuple[str, str, str]], # (prompt, chosen, rejected) triples
+    recipe:AssistantRecipe, # sizes and steps (`dpo_*`)
     progress:bool=False, # show a progress bar
 ) -> tuple[nn.Module, History]:
-    "Train `policy` with `dpo_loss` on the same `preference_pairs` the reward model learns from."
+    "Train `policy` with `dpo_loss` on `pairs`, plus `recipe.dpo_nll` times the chosen responses' mean token NLL."
     seed_everything(recipe.seed + 3)
-    pairs = preference_pairs(make_prompts(recipe.n_train_prompts, "train", recipe.seed + 2, recipe.max_term, unique=False),
-                             recipe.seed + 2)
-    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.rl_lr, weight_decay=0.0)
-    g, hist = torch.Generator().manual_seed(recipe.seed + 3), History()
+    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.dpo_lr, weight_decay=0.0)
+    g, hist, dev = torch.Generator().manual_seed(recipe.seed + 3), History(), _lm_device(policy)
     ref.eval(); policy.train()
     for it in progress_bar(range(recipe.dpo_iters), disable=not progress, desc="DPO"):
-        batch = [pairs[i] for i in torch.randint(len(pairs), (recipe.dpo_batch,), generator=g).tolist()]
-        ps, cs, rs = zip(*batch)
-        both = response_logprobs(policy, tok, ps + ps, cs + rs) # (2B,) chosen then rejected, one forward pass
-        with torch.no_grad(): ref_both = response_logprobs(ref, tok, ps + ps, cs + rs)
-        n = len(batch)
-        loss, rwc, rwr = dpo_loss(both[:n], both[n:], ref_both[:n], ref_both[n:], recipe.dpo_beta)
-        opt.zero_grad(set_to_none=True); loss.backward()
+        ps, cs, rs = zip(*[pairs[i] for i in torch.randint(len(pairs), (recipe.dpo_batch,), generator=g).tolist()])
+        n = len(ps)
+        x, y = (t.to(dev) for t in sft_batch(tok, list(zip(ps + ps, cs + rs)))) # (2B, T) chosen rows, then rejected
+        lp = token_logprobs(policy, x, y) # (2B, T)
+        with torch.no_grad(): ref_lp = token_logprobs(ref, x, y).sum(-1) # (2B,)
+        loss, rwc, rwr = dpo_loss(lp[:n].sum(-1), lp[n:].sum(-1), ref_lp[:n], ref_lp[n:], recipe.dpo_beta)
+        nll = -lp[:n].sum() / (y[:n] >= 0).sum() # mean NLL per chosen token
+        opt.zero_grad(set_to_none=True); (loss + recipe.dpo_nll * nll).backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt.step()
         if it % 5 == 0 or it == recipe.dpo_iters - 1:
-            hist.log(it, loss=loss, reward_margin=(rwc - rwr).mean(), preference_accuracy=(rwc > rwr).float().mean())
+            hist.log(it, loss=loss, nll=nll, reward_margin=(rwc - rwr).mean(), preference_accuracy=(rwc > rwr).float().mean())
     return policy.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #e6e0765b
@@ -560,37 +535,34 @@ def kl_per_token(
     ref_logp:torch.Tensor, # the reference's (B, T)
 ) -> torch.Tensor:
     "The GRPO estimator of KL(pi || pi_ref) per token: `exp(ref - logp) - (ref - logp) - 1`, never negative."
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1
+    d = ref_logp - logp; return torch.exp(d) - d - 1
 
 def grpo(
     policy:nn.Module, # the policy to train (a copy of the SFT model), trained in place
     ref:nn.Module, # the frozen reference (the SFT model)
     tok:ChatTokenizer, # the tokenizer
     reward_fn:Callable, # `reward_fn(prompts, responses) -> list[float]`, e.g. `partial(rm.score, tok)`
-    recipe:AssistantRecipe, # sizes and steps (`grpo_*`, `rl_lr`, `max_new_tokens`)
+    recipe:AssistantRecipe, # sizes and steps (`grpo_*`, `max_new_tokens`)
     beta:float|None=None, # the KL weight (default `recipe.grpo_beta`)
     iters:int|None=None, # steps (default `recipe.grpo_iters`)
+    callback:Callable|None=None, # `callback(step, policy)` after every step (e.g. to score validation prompts)
     progress:bool=False, # show a progress bar
 ) -> tuple[nn.Module, History]:
     "Group-relative policy optimisation of `policy` against `reward_fn`, with a KL penalty to `ref`."
     beta = recipe.grpo_beta if beta is None else beta
     seed_everything(recipe.seed + 4)
-    prompts = make_prompts(recipe.n_train_prompts, "train", recipe.seed + 4, recipe.max_term, unique=False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.rl_lr, weight_decay=0.0)
+    prompts = make_prompts(recipe.n_train_prompts, "train", recipe.seed + 4, recipe.max_term)
+    opt = torch.optim.AdamW(policy.parameters(), lr=recipe.grpo_lr, weight_decay=0.0)
     g, rng, hist, dev = torch.Generator().manual_seed(recipe.seed + 4), random.Random(recipe.seed + 4), History(), _lm_device(policy)
     ref.eval()
     P, G = recipe.grpo_prompts, recipe.grpo_group
     for it in progress_bar(range(recipe.grpo_iters if iters is None else iters), disable=not progress, desc="GRPO"):
         batch = rng.sample(prompts, P)
-        samples = generate_responses(policy, tok, batch, G, temperature=1.0, max_new_tokens=recipe.max_new_tokens,
-                                     generator=g) # P lists of G responses
-        ps = [p for p in batch for _ in range(G)]
-        rs = [r for group in samples for r in group]
+        samples = generate_responses(policy, tok, batch, G, recipe.grpo_temperature, recipe.max_new_tokens, g) # P lists of G
+        ps, rs = [p for p in batch for _ in range(G)], [r for group in samples for r in group]
         rewards = torch.tensor(reward_fn(ps, rs), dtype=torch.float).view(P, G) # (P, G)
         adv = group_advantages(rewards).flatten().to(dev) # (P*G,)
-        x, y = sft_batch(tok, list(zip(ps, rs))) # a response cut off at max_new_tokens is scored as if it ended there
-        x, y = x.to(dev), y.to(dev)
+        x, y = (t.to(dev) for t in sft_batch(tok, list(zip(ps, rs)))) # a cut-off response is scored as if it ended there
         mask = (y >= 0).float() # (B, T) the response tokens
         policy.train()
         logp = token_logprobs(policy, x, y) # (B, T)
@@ -601,147 +573,119 @@ def grpo(
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt.step()
         seq_kl = ((logp - ref_logp).detach() * mask).sum(-1).mean() # KL(pi || pi_ref) per response, sampled estimate
-        hist.log(it, reward=rewards.mean(), kl=seq_kl, loss=loss, rule_score=sum(map(rule_score, ps, rs)) / len(ps),
-                 length=sum(map(len, rs)) / len(rs))
+        hist.log(it, reward=rewards.mean(), kl=seq_kl, loss=loss, accuracy=sum(map(is_correct, ps, rs)) / len(ps),
+                 polite=sum(split_response(r)[0] for r in rs) / len(rs))
+        if callback: callback(it + 1, policy)
     return policy.eval(), hist
 
 # %% ../nbs/12_assistant.ipynb #4d623a3d
-ASSISTANT_NAMES = ("pretrained", "sft", "dpo", "grpo")
+ASSISTANT_NAMES = ("pretrained", "sft", "dpo", "grpo", "grpo_rm")
 
 @dataclass
 class Assistants:
-    "The policies of the four stages, the reward model and the tokenizer, behind `respond` and `reward`."
+    "The policies of the pipeline (`ASSISTANT_NAMES`), the reward model and the tokenizer, behind `respond` and `reward`."
     tok: ChatTokenizer # the tokenizer with the chat template
-    policies: dict # name -> policy ("pretrained", "sft", "dpo", "grpo")
+    policies: dict # name -> policy, the names of `ASSISTANT_NAMES`
     reward_model: RewardModel # the Bradley-Terry reward model
     recipe: AssistantRecipe # how they were trained
-    metrics: dict = field(default_factory=dict) # measured numbers (held-out accuracy, rewards, times)
+    metrics: dict = field(default_factory=dict) # measured numbers (validation accuracy of the reward model, times)
 
     @property
     def names(self) -> list[str]: return list(self.policies)
 
-    def policy(self, name:str|nn.Module) -> nn.Module:
-        "The policy called `name` (a policy passes through)."
-        if isinstance(name, nn.Module): return name
-        if name not in self.policies: raise KeyError(f"No policy {name!r}; choose from {self.names}")
-        return self.policies[name]
-
-    def respond(self,
-                policy:str|nn.Module, # a name from `names`, or a policy
-                prompt:str, # an instruction such as "add 12+7"
-                temperature:float=0.0, # 0 for greedy decoding
-                generator:torch.Generator|None=None, # random numbers for sampling
-               ) -> str:
-        "The response of `policy` to `prompt`."
-        return respond(self.policy(policy), self.tok, prompt, temperature, self.recipe.max_new_tokens, generator)
-
     def respond_many(self,
                      policy:str|nn.Module, # a name from `names`, or a policy
-                     prompts:Sequence[str], # instructions
+                     prompts:Sequence[str], # instructions such as "add 3+4"
                      temperature:float=0.0, # 0 for greedy decoding
                      generator:torch.Generator|None=None, # random numbers for sampling
                     ) -> list[str]:
-        "One response of `policy` to each of `prompts` (batched: faster than calling `respond` in a loop)."
-        out = generate_responses(self.policy(policy), self.tok, prompts, 1, temperature, self.recipe.max_new_tokens, generator)
-        return [r[0] for r in out]
+        "One response of `policy` to each of `prompts`, batched."
+        if isinstance(policy, str) and policy not in self.policies: raise KeyError(f"No policy {policy!r}; choose from {self.names}")
+        model = self.policies[policy] if isinstance(policy, str) else policy
+        return [r[0] for r in generate_responses(model, self.tok, prompts, 1, temperature, self.recipe.max_new_tokens, generator)]
 
-    def reward(self, prompt:str, response:str) -> float:
-        "The reward model's score of `response` to `prompt`."
-        return self.reward_model.score(self.tok, [prompt], [response])[0]
+    def respond(self, policy:str|nn.Module, prompt:str, temperature:float=0.0, generator=None) -> str:
+        "The response of `policy` to one `prompt` (see `respond_many`)."
+        return self.respond_many(policy, [prompt], temperature, generator)[0]
 
     def rewards(self, prompts:Sequence[str], responses:Sequence[str]) -> list[float]:
         "The reward model's score of each (prompt, response) pair."
         return self.reward_model.score(self.tok, prompts, responses)
 
-    def prompts(self, n:int, split:str="heldout", seed:int=0) -> list[str]:
-        "`n` prompts of `split` (held-out by default: no stage trained on them)."
-        return make_prompts(n, split, seed, self.recipe.max_term)
-
-    @staticmethod
-    def rule_score(prompt:str, response:str) -> float:
-        "The labelling rule (`rule_score`): 1 for the right answer, plus 0.5 for the polite opener."
-        return rule_score(prompt, response)
+    def reward(self, prompt:str, response:str) -> float: return self.rewards([prompt], [response])[0] # one pair
 
 # %% ../nbs/12_assistant.ipynb #5e2ae755
 def save_assistants(a:Assistants, path:str|Path) -> Path:
     "Write the weights, sizes and metrics of `a` to `path` (atomically)."
-    from llmcourse.gpt import save_checkpoint
     return save_checkpoint(dict(chars="".join(a.tok.chars), recipe=asdict(a.recipe), metrics=a.metrics,
                                 policies={k: m.state_dict() for k, m in a.policies.items()},
                                 reward_model=a.reward_model.state_dict()), path)
 
 def load_assistants(path:str|Path) -> Assistants:
     "The `Assistants` saved at `path` by `save_assistants`, on the CPU."
-    from llmcourse.gpt import load_checkpoint
     ck = load_checkpoint(path)
     tok, recipe = ChatTokenizer(ck["chars"]), AssistantRecipe(**ck["recipe"])
     def gpt(sd):
         m = GPT(recipe.gpt_config(tok.vocab_size)); m.load_state_dict(sd); return m.eval()
-    policies = {k: gpt(sd) for k, sd in ck["policies"].items()}
     rm = RewardModel(GPT(recipe.gpt_config(tok.vocab_size)), recipe.n_embd)
     rm.load_state_dict(ck["reward_model"])
-    return Assistants(tok, policies, rm.eval(), recipe, ck["metrics"])
+    return Assistants(tok, {k: gpt(sd) for k, sd in ck["policies"].items()}, rm.eval(), recipe, ck["metrics"])
 
 def assistants_path(recipe:AssistantRecipe) -> Path: # the recipe the models are trained with
     "Where `quick_assistants` keeps the models of `recipe`: a file in `cache_dir('assistant')` named by its hash."
     h = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir("assistant") / f"assistants-v1-{h}.pt"
+    return cache_dir("assistant") / f"assistants-v2-{h}.pt"
 
 # %% ../nbs/12_assistant.ipynb #53ae3478
 def train_assistants(
     recipe:AssistantRecipe|None=None, # sizes and steps (default `AssistantRecipe.quick()`)
     progress:bool=False, # show progress bars
 ) -> Assistants:
-    "Run the four stages: pretraining, SFT, the reward model, then DPO and GRPO from the SFT model."
+    "The whole pipeline: pretraining, SFT, comparisons, the reward model, then DPO, GRPO and GRPO on the reward model."
     recipe = recipe or AssistantRecipe.quick()
     tok, times, t0 = ChatTokenizer.for_course(), {}, time.perf_counter()
-    base, _ = pretrain(tok, recipe, progress); times["pretrain"] = time.perf_counter() - t0
-    sft_model, _ = sft(copy.deepcopy(base), tok, recipe, progress); times["sft"] = time.perf_counter() - t0
-    rm, rm_hist = train_reward_model(sft_model, tok, recipe, progress=progress); times["reward_model"] = time.perf_counter() - t0
-    dpo_model, _ = dpo(copy.deepcopy(sft_model), sft_model, tok, recipe, progress); times["dpo"] = time.perf_counter() - t0
-    grpo_model, _ = grpo(copy.deepcopy(sft_model), sft_model, tok, lambda ps, rs: rm.score(tok, ps, rs), recipe,
-                         progress=progress); times["grpo"] = time.perf_counter() - t0
-    metrics = dict(rm_heldout_accuracy=rm_hist.last("heldout_accuracy"), seconds=times)
-    return Assistants(tok, dict(pretrained=base, sft=sft_model, dpo=dpo_model, grpo=grpo_model), rm, recipe, metrics)
+    def lap(stage): times[stage] = round(time.perf_counter() - t0, 1)
+    base, pre_hist = pretrain(tok, recipe, progress); lap("pretrain")
+    sft_model, sft_hist = sft(copy.deepcopy(base), tok, recipe, progress); lap("sft")
+    pairs = comparisons(sft_model, tok, recipe); lap("comparisons")
+    rm, rm_hist = train_reward_model(sft_model, tok, pairs, recipe, comparisons(sft_model, tok, recipe, "valid"), progress)
+    lap("reward_model")
+    dpo_model, _ = dpo(copy.deepcopy(sft_model), sft_model, tok, pairs, recipe, progress); lap("dpo")
+    grpo_model, _ = grpo(copy.deepcopy(sft_model), sft_model, tok, correct_reward, recipe, progress=progress); lap("grpo")
+    grpo_rm, _ = grpo(copy.deepcopy(sft_model), sft_model, tok, partial(rm.score, tok), recipe, beta=recipe.grpo_rm_beta,
+                      iters=recipe.grpo_rm_iters, progress=progress); lap("grpo_rm")
+    metrics = dict(pretrain_val_loss=pre_hist.last("val_loss"), sft_val_loss=sft_hist.last("val_loss"), pairs=len(pairs),
+                   rm_valid_accuracy=rm_hist.last("valid_accuracy"), seconds=times)
+    policies = dict(pretrained=base, sft=sft_model, dpo=dpo_model, grpo=grpo_model, grpo_rm=grpo_rm)
+    return Assistants(tok, policies, rm, recipe, metrics)
 
 def quick_assistants(
     recipe:AssistantRecipe|None=None, # sizes and steps (default `AssistantRecipe.quick()`)
     retrain:bool=False, # train again even if the cache holds these models
     progress:bool=False, # show progress bars while training
 ) -> Assistants:
-    "The four policies and the reward model of `recipe`: loaded from `cache_dir('assistant')`, or trained and saved there."
+    "The policies and the reward model of `recipe`: loaded from `cache_dir('assistant')`, or trained and saved there."
     recipe = recipe or AssistantRecipe.quick()
     path = assistants_path(recipe)
     if path.exists() and not retrain: return load_assistants(path)
-    a = train_assistants(recipe, progress)
-    save_assistants(a, path)
+    save_assistants(a := train_assistants(recipe, progress), path)
     return a
 
 # %% ../nbs/12_assistant.ipynb #9a6da6a1
-class HFChatTokenizer:
-    "A Hugging Face tokenizer with a chat template, behind the methods of `ChatTokenizer` (for full mode)."
+class HFChatTokenizer(ChatTokenizer):
+    "A Hugging Face tokenizer and its own chat template behind the methods of `ChatTokenizer` (for full mode)."
     def __init__(self, hf_tok): # e.g. `AutoTokenizer.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")`
         self.hf = hf_tok
         self.end_token = "<|im_end|>" if "<|im_end|>" in hf_tok.get_vocab() else hf_tok.eos_token
         self.end_id = hf_tok.convert_tokens_to_ids(self.end_token)
         self.pad_id = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else self.end_id
 
-    def encode(self, s:str) -> list[int]: return self.hf(s, add_special_tokens=False)["input_ids"]
-    def decode(self, ids) -> str: return self.hf.decode(list(ids))
+    @property
+    def vocab_size(self) -> int: return len(self.hf)
+    def encode(self, text:str) -> list[int]: return self.hf(text, add_special_tokens=False)["input_ids"] # any text
+    def decode(self, ids:Sequence[int]) -> str: return self.hf.decode([int(i) for i in ids]) # token ids
 
     def chat(self, prompt:str, response:str|None=None) -> str:
         "The tokenizer's chat template for one user turn, then the assistant's response (if given) and the end token."
         s = self.hf.apply_chat_template([dict(role="user", content=prompt)], tokenize=False, add_generation_prompt=True)
         return s if response is None else s + response + self.end_token
-
-    def encode_chat(self, prompt:str, response:str|None=None) -> tuple[list[int], int]:
-        "Ids of `chat(prompt, response)` and the number of prompt ids."
-        p = self.encode(self.chat(prompt))
-        return (p if response is None else p + self.encode(response) + [self.end_id]), len(p)
-
-    def decode_response(self, ids) -> str:
-        "The text of generated ids up to the first end (or pad) token."
-        ids = [int(i) for i in ids]
-        for j, i in enumerate(ids):
-            if i in (self.end_id, self.pad_id): ids = ids[:j]; break
-        return self.hf.decode(ids)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['REPOSITORY', 'COURSE', 'MAP_START', 'MAP_END', 'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD', 'SOLUTION_METADATA',
-           'HISTORY_WORDS', 'FIGURE_CALLS', 'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root', 'repository_url', 'badges',
-           'course_map_markdown', 'index_markdown', 'sidebar_yaml', 'sync_docs', 'install_commands', 'setup_cell',
-           'solution_cell', 'is_solution_cell', 'lint_lesson', 'data_list', 'data_verify', 'requirements_by_extra',
-           'doctor_lines', 'doctor', 'lesson_notebooks', 'run_lessons', 'main']
+__all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END', 'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD',
+           'SOLUTION_METADATA', 'HISTORY_WORDS', 'FIGURE_CALLS', 'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root',
+           'repository_url', 'badges', 'course_map_markdown', 'lesson_arc', 'arc_mermaid', 'index_markdown',
+           'sidebar_yaml', 'sync_docs', 'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell',
+           'lint_lesson', 'SecondModules', 'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines',
+           'doctor', 'lesson_notebooks', 'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
 from .core import course_mode, default_device, llmcourse_home
@@ -51,7 +52,8 @@ COURSE = [
     Lesson("09c", "09c_layoutlm", "LayoutLM", "BERT with 2-D positions: reading fields from generated documents", "Beyond text"),
     Lesson("10", "10_whisper", "Whisper", "log-mel spectrograms, a tiny Whisper on spoken digits, the real tiny.en offline", "Beyond text", ("audio",)),
     Lesson("10b", "10b_wav2vec2", "wav2vec 2.0 and XLS-R", "a convolutional encoder, CTC and self-supervised pretraining on spoken digits", "Beyond text", ("audio",)),
-    Lesson("11", "11_llama", "Llama locally", "GGUF, quantization and llama.cpp: SmolLM2 in your own PyTorch model", "Assistants", ("llama",)),
+    Lesson("11", "11_llama", "Llama locally", "the Llama architecture against transformers, a KV cache for batches of sequences, local chat in llama.cpp", "Assistants", ("llama",)),
+    Lesson("11a", "11a_gguf_io", "GGUF and quantization", "llama.cpp's file format read and written, SmolLM2 in your own PyTorch model against llama.cpp, Q8_0/Q4 byte for byte", "Assistants", ("llama",)),
     Lesson("12", "12_assistant", "The assistant pipeline", "pretraining, SFT, a reward model, RLHF and DPO on a CPU", "Assistants", ("rl",)),
     Lesson("13", "13_leaderboard", "The Elo leaderboard", "online Elo and Bradley-Terry with intervals, a local arena", "Assistants", ("llama", "rl"), ("12_assistant",)),
     Lesson("14", "14_serve", "A local OpenAI-compatible server", "chat, completions, embeddings and transcription behind the OpenAI API", "Assistants", ("serve",)),
@@ -97,6 +99,51 @@ def course_map_markdown(root:str|Path|None=None) -> str:
             rows.append(f"| {l.number} | {l.title} | {l.blurb} | *coming* |")
     return "\n".join(rows)
 
+# %% ../nbs/90_cli.ipynb #9a195f94
+ARC_START, ARC_END = "<!-- arc: start -->", "<!-- arc: end -->"
+
+def _lesson_modules(nbs:Path) -> dict[str, str]:
+    "module name -> the stem of the lesson notebook that exports it."
+    out = {}
+    for l in COURSE:
+        p = nbs/f"{l.stem}.ipynb"
+        if not p.exists(): continue
+        for c in json.loads(p.read_text())["cells"]:
+            src = "".join(c["source"])
+            for m in re.finditer(r"^#\|\s*(?:default_exp|export)\s+(\w+)\s*$", src, re.M): out[m.group(1)] = l.stem
+    return out
+
+def lesson_arc(root:str|Path|None=None) -> list[tuple[str, str]]:
+    "(earlier, later) lesson stems: the later lesson imports what the earlier one exports, or loads what it trained."
+    nbs = repo_root(root)/"nbs"; owner = _lesson_modules(nbs); edges = set()
+    for l in COURSE:
+        p = nbs/f"{l.stem}.ipynb"
+        if not p.exists(): continue
+        for c in json.loads(p.read_text())["cells"]:
+            if c["cell_type"] != "code": continue
+            for m in re.finditer(r"^\s*from\s+(?:llmcourse\.|\.)(\w+)\s+import|^\s*import\s+llmcourse\.(\w+)", "".join(c["source"]), re.M):
+                src = owner.get(m.group(1) or m.group(2))
+                if src and src != l.stem: edges.add((src, l.stem))
+        edges.update((n, l.stem) for n in l.needs)
+    order = [l.stem for l in COURSE]
+    return sorted(edges, key=lambda e: (order.index(e[1]), order.index(e[0])))
+
+def arc_mermaid(
+    root:str|Path|None=None,
+    foundations:tuple=("00_core", "01_data"), # every lesson uses these: drawn once, not with an arrow to each lesson
+) -> str:
+    "The course as a Mermaid flowchart: one box per written lesson, an arrow where a lesson stands on an earlier one."
+    written = {l.stem: l for l in COURSE if (repo_root(root)/"nbs"/f"{l.stem}.ipynb").exists()}
+    lines = ["```mermaid", "flowchart LR"]
+    for part in dict.fromkeys(l.part for l in written.values()):
+        lines.append(f'  subgraph {re.sub(r"[^A-Za-z]", "", part)}["{part}"]')
+        lines += [f'    L{l.number}["{l.number} {l.title}"]' for l in written.values() if l.part == part]
+        lines.append("  end")
+    for a, b in lesson_arc(root):
+        if a in foundations or a not in written or b not in written: continue
+        lines.append(f"  L{written[a].number} --> L{written[b].number}")
+    return "\n".join(lines + ["```"])
+
 # %% ../nbs/90_cli.ipynb #77df7186
 MAP_START, MAP_END = "<!-- course map: start -->", "<!-- course map: end -->"
 
@@ -108,10 +155,11 @@ def index_markdown(root:str|Path|None=None) -> str:
     "The text of `nbs/index.ipynb`: its markdown cells joined by blank lines (the README is exactly this)."
     return _markdown_of(json.loads((repo_root(root)/"nbs"/"index.ipynb").read_text()))
 
-def _with_map(text:str, course_map:str) -> str:
-    if MAP_START not in text or MAP_END not in text: raise ValueError(f"The text has no {MAP_START} ... {MAP_END} block")
-    head, rest = text.split(MAP_START, 1)
-    return head + MAP_START + "\n" + course_map + "\n" + MAP_END + rest.split(MAP_END, 1)[1]
+def _with_block(text:str, body:str, start:str=MAP_START, end:str=MAP_END) -> str:
+    "`text` with what lies between the markers `start` and `end` replaced by `body`."
+    if start not in text or end not in text: raise ValueError(f"The text has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
 
 def sidebar_yaml(root:str|Path|None=None) -> str:
     "The docs sidebar: every written lesson, grouped into the parts of the course."
@@ -127,16 +175,20 @@ def sidebar_yaml(root:str|Path|None=None) -> str:
     return "\n".join(lines) + "\n"
 
 def sync_docs(root:str|Path|None=None, write:bool=True) -> list[str]:
-    "Bring the course map in index.ipynb, README.md and nbs/sidebar.yml up to date; the files changed (or that would be)."
+    "Bring the course map and the arc in index.ipynb, README.md and nbs/sidebar.yml up to date; the files changed (or that would be)."
     root = repo_root(root); changed = []
     nb_path = root/"nbs"/"index.ipynb"
     nb = json.loads(nb_path.read_text())
-    cmap = course_map_markdown(root)
+    blocks = [(MAP_START, MAP_END, course_map_markdown(root)), (ARC_START, ARC_END, arc_mermaid(root))]
     for c in nb["cells"]:
         src = "".join(c["source"])
-        if c["cell_type"] == "markdown" and MAP_START in src and _with_map(src, cmap) != src:
-            c["source"] = _with_map(src, cmap).splitlines(keepends=True)
-            changed.append("nbs/index.ipynb")
+        if c["cell_type"] != "markdown": continue
+        new = src
+        for start, end, body in blocks:
+            if start in new: new = _with_block(new, body, start, end)
+        if new != src:
+            c["source"] = new.splitlines(keepends=True)
+            if "nbs/index.ipynb" not in changed: changed.append("nbs/index.ipynb")
     if write and changed:
         from nbdev.clean import clean_nb
         from fastcore.nbio import write_nb
@@ -171,13 +223,15 @@ def setup_cell(
     return "\n".join([
         "#| hide",
         "# Setup: on Colab (or wherever llmcourse is not installed) install it with what this lesson needs; Colab keeps its",
-        "# own torch. Anywhere else this does nothing. With a GPU, and LLMCOURSE_MODE not set, the lesson runs in full mode.",
+        "# own torch. Anywhere else it installs nothing. With a GPU, and LLMCOURSE_MODE not set, the lesson runs in full mode.",
         "import importlib.util, os, subprocess, sys",
         'if importlib.util.find_spec("llmcourse") is None:',
         *runs,
         'if "LLMCOURSE_MODE" not in os.environ:',
         "    import torch",
-        '    os.environ["LLMCOURSE_MODE"] = "full" if torch.cuda.is_available() else "quick"'])
+        '    os.environ["LLMCOURSE_MODE"] = "full" if torch.cuda.is_available() else "quick"',
+        "from llmcourse.core import skip_flagged_cells",
+        "skip_flagged_cells() # Run All: cells flagged for another mode say so instead of running"])
 
 # %% ../nbs/90_cli.ipynb #d35117c1
 SOLUTION_HEAD = '#| code-fold: true\n#| code-summary: "Solution"\n#@title Solution\n'
@@ -268,6 +322,20 @@ def lint_lesson(
     for i, c in enumerate(cells):
         if "../" in "".join(c["source"]): bad("no ../ paths", f"cell {i} has a '../' path; find files through the package or the data registry")
     return problems
+
+# %% ../nbs/90_cli.ipynb #e7f74d53
+class SecondModules:
+    "nbdev export processor: every module a notebook fills with `#| export name` starts afresh, as its `default_exp` module does."
+    def __init__(self, nb): self.nb = nb # the notebook being exported (nbdev passes it)
+
+    def begin(self):
+        "Rewrite each second module of the notebook as an empty module (its header and `__all__`)."
+        from nbdev.config import get_config
+        from nbdev.maker import ModuleMaker
+        names = {c.directives_[d].split()[0] for c in self.nb.cells if c.cell_type == "code"
+                 for d in ("export", "exporti", "exports") if c.directives_.get(d, "").strip()}
+        for name in sorted(names):
+            ModuleMaker(dest=get_config().lib_path, name=name, nb_path=self.nb.path_, is_new=True).make([], [])
 
 # %% ../nbs/90_cli.ipynb #5514c2f2
 def data_list() -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 # %% auto #0
-__all__ = ['MODES', 'default_device', 'seed_everything', 'course_mode', 'is_quick', 'is_full', 'quick_or_full', 'llmcourse_home',
-           'cache_dir', 'save_run', 'asset_path', 'progress_bar', 'History', 'lr_multiplier', 'warmup_scheduler',
-           'Exercise']
+__all__ = ['MODES', 'SKIP_FLAGS', 'default_device', 'seed_everything', 'course_mode', 'is_quick', 'is_full', 'quick_or_full',
+           'flags_skipped', 'skip_flagged_cells', 'llmcourse_home', 'cache_dir', 'save_run', 'asset_path',
+           'progress_bar', 'History', 'lr_multiplier', 'warmup_scheduler', 'Exercise']
 
 # %% ../nbs/00_core.ipynb #c8619af8
 import numpy as np
@@ -69,6 +69,41 @@ def quick_or_full(
 ) -> Any:
     "`quick` in quick mode, `full` in full mode."
     return quick if is_quick() else full
+
+# %% ../nbs/00_core.ipynb #a443e075
+SKIP_FLAGS = ("full", "net", "gpu", "slow") # the cell flags of the course (also `tst_flags` in pyproject.toml)
+
+def flags_skipped() -> set[str]:
+    "The cell flags the current mode does not run: quick skips all four; full skips `slow`, and `gpu` without a GPU."
+    skip = {"slow"} if os.environ.get("LLMCOURSE_SLOW", "0") != "1" else set()
+    if is_quick(): skip |= {"full", "net", "gpu"}
+    elif not torch.cuda.is_available(): skip.add("gpu")
+    return skip
+
+def _cell_flags(lines:list[str]) -> set[str]:
+    "The flags in the leading `#|` lines of a cell, e.g. {'full', 'net'}."
+    flags = set()
+    for l in lines:
+        s = l.strip()
+        if not s: continue
+        if not s.startswith("#|"): break
+        flags.update(w for w in s[2:].split() if w in SKIP_FLAGS)
+    return flags
+
+def _skip_transformer(lines:list[str]) -> list[str]:
+    hit = sorted(_cell_flags(lines) & flags_skipped())
+    if not hit: return lines
+    why = f"this cell is flagged {', '.join(hit)}, which {course_mode()} mode skips"
+    how = "set LLMCOURSE_SLOW=1 to run long cells" if hit == ["slow"] else "set LLMCOURSE_MODE=full (on a GPU machine with the network) to run it"
+    return [f"print({'skipped: ' + why + '; ' + how!r})\n"]
+
+def skip_flagged_cells() -> bool:
+    "In an interactive IPython kernel, make cells flagged for another mode print why they are skipped; True if installed."
+    try: ip = get_ipython() # noqa: F821 (defined inside IPython)
+    except NameError: return False
+    if os.environ.get("IN_TEST"): return False # nbdev-test and `llmcourse run` skip flagged cells themselves
+    ip.input_transformers_cleanup[:] = [t for t in ip.input_transformers_cleanup if t is not _skip_transformer] + [_skip_transformer]
+    return True
 
 # %% ../nbs/00_core.ipynb #c2c755cb
 def llmcourse_home() -> Path:

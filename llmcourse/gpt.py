@@ -7,22 +7,24 @@ Docs: https://llmcourse.github.io/llmcourse/gpt.html.md"""
 # %% ../nbs/06_gpt.ipynb #93ee21c4
 from __future__ import annotations
 import math, os, time
-from dataclasses import dataclass, asdict, field
+from contextlib import nullcontext
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 from typing import Callable
 
 # %% auto #0
 __all__ = ['GPTConfig', 'KVCache', 'CausalSelfAttention', 'MLP', 'Block', 'GPT', 'hf_config', 'gpt_config_from_hf',
            'state_dict_from_hf', 'state_dict_to_hf', 'gpt_from_hf', 'gpt_to_hf', 'gpt_from_pretrained', 'filter_logits',
-           'generate', 'CharTokenizer', 'shakespeare_char', 'token_batches', 'TrainConfig', 'lr_at',
-           'configure_optimizer', 'save_checkpoint', 'load_checkpoint', 'ddp_setup', 'estimate_loss', 'train']
+           'generate', 'shakespeare_char', 'token_batches', 'TrainConfig', 'lr_at', 'configure_optimizer',
+           'save_checkpoint', 'load_checkpoint', 'ddp_setup', 'autocast_context', 'estimate_loss', 'train']
 
 # %% ../nbs/06_gpt.ipynb #eb365ff6
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import History, default_device, seed_everything, progress_bar, is_quick, quick_or_full, cache_dir
+from .core import History, default_device, seed_everything, progress_bar, is_quick, quick_or_full, cache_dir, lr_multiplier
 from .data import load_tiny_shakespeare
+from .tokenizers import CharTokenizer
 
 # %% ../nbs/06_gpt.ipynb #520c52e6
 @dataclass
@@ -35,6 +37,7 @@ class GPTConfig:
     n_embd: int = 768 # width of the residual stream
     dropout: float = 0.0 # dropout on embeddings, attention weights and residual branches
     layer_norm_eps: float = 1e-5 # LayerNorm epsilon (GPT-2 uses 1e-5)
+    bias: bool = True # biases in the linear layers and LayerNorms (GPT-2 has them; nanoGPT trains without by default)
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -89,8 +92,8 @@ class CausalSelfAttention(nn.Module):
                 ):
         super().__init__()
         self.n_head, self.n_embd, self.layer, self.dropout = cfg.n_head, cfg.n_embd, layer, cfg.dropout
-        self.c_attn = nn.Linear(cfg.n_embd, 3*cfg.n_embd) # queries, keys, values in one matmul
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd) # back to the residual stream
+        self.c_attn = nn.Linear(cfg.n_embd, 3*cfg.n_embd, bias=cfg.bias) # queries, keys, values in one matmul
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) # back to the residual stream
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self,
@@ -101,23 +104,33 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2) # 3 x (B, T, C)
         q, k, v = [t.view(B, T, self.n_head, C//self.n_head).transpose(1, 2) for t in (q, k, v)] # (B, nh, T, hs)
         if cache is not None: k, v = cache.update(self.layer, k, v) # (B, nh, past+T, hs)
-        past = k.size(2) - T # positions before these
-        p = self.dropout if self.training else 0.0
-        if past == 0: y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
-        elif T == 1: y = F.scaled_dot_product_attention(q, k, v, dropout_p=p) # one new query sees every cached key
-        else: # several new queries after a cache: query i sees keys 0..past+i
-            mask = torch.ones(T, past+T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"): # bfloat16 training on a CPU: attention's
+            with torch.autocast("cpu", enabled=False): # backward is slow in bfloat16, so it stays in float32
+                y = self.attend(q.float(), k.float(), v.float())
+        else: y = self.attend(q, k, v)
         y = y.transpose(1, 2).contiguous().view(B, T, C) # (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))
+
+    def attend(self,
+               q:torch.Tensor, # queries of the new positions (B, nh, T, hs)
+               k:torch.Tensor, # keys of the cached and the new positions (B, nh, past+T, hs)
+               v:torch.Tensor, # their values (B, nh, past+T, hs)
+              ) -> torch.Tensor:
+        "SDPA where each new position sees every earlier one and itself: (B, nh, T, hs)."
+        T, past = q.size(2), k.size(2) - q.size(2)
+        p = self.dropout if self.training else 0.0
+        if past == 0: return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        if T == 1: return F.scaled_dot_product_attention(q, k, v, dropout_p=p) # one new query sees every cached key
+        mask = torch.ones(T, past+T, dtype=torch.bool, device=q.device).tril(diagonal=past) # query i sees keys 0..past+i
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
 
 # %% ../nbs/06_gpt.ipynb #aec61fa4
 class MLP(nn.Module):
     "GPT-2's feed-forward layer: widen 4x, GELU (tanh approximation), project back."
     def __init__(self, cfg:GPTConfig): # the model's sizes
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4*cfg.n_embd)
-        self.c_proj = nn.Linear(4*cfg.n_embd, cfg.n_embd)
+        self.c_fc = nn.Linear(cfg.n_embd, 4*cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4*cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x:torch.Tensor) -> torch.Tensor: # (B, T, C)
@@ -130,9 +143,9 @@ class Block(nn.Module):
                  layer:int=0, # the block's index
                 ):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg, layer)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self,
@@ -153,7 +166,7 @@ class GPT(nn.Module):
             wpe=nn.Embedding(cfg.block_size, cfg.n_embd), # learned positions
             drop=nn.Dropout(cfg.dropout),
             h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)]),
-            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)))
+            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight # tied: one matrix reads and writes tokens
         self.apply(self._init_weights)
@@ -195,6 +208,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 
 def hf_config(cfg:GPTConfig): # our sizes
     "A `transformers.GPT2Config` with the sizes of `cfg`."
+    if not cfg.bias: raise ValueError("GPT-2 has biases in every linear layer and LayerNorm; a GPTConfig(bias=False) model has no GPT2Config")
     from transformers import GPT2Config
     return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                       n_head=cfg.n_head, activation_function="gelu_new", layer_norm_epsilon=cfg.layer_norm_eps,
@@ -294,30 +308,12 @@ def generate(
     return idx
 
 # %% ../nbs/06_gpt.ipynb #323de757
-class CharTokenizer:
-    "Characters as tokens: the sorted distinct characters of a text."
-    def __init__(self, text:str): # the text whose characters make the vocabulary
-        self.chars = sorted(set(text))
-        self.stoi = {c: i for i, c in enumerate(self.chars)}
-
-    @property
-    def vocab_size(self) -> int: return len(self.chars)
-
-    def encode(self, s:str) -> list[int]:
-        "Token ids of `s`."
-        try: return [self.stoi[c] for c in s]
-        except KeyError as e: raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
-
-    def decode(self, ids) -> str:
-        "The text of token ids `ids`."
-        return "".join(self.chars[int(i)] for i in ids)
-
 def shakespeare_char(
     train_fraction:float=0.9, # the first part of the text used for training, the rest for validation
 ) -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
-    "Tiny Shakespeare as character ids: the tokenizer, the training ids and the validation ids."
+    "Tiny Shakespeare as character ids: lesson 02's `CharTokenizer`, the training ids and the validation ids."
     text = load_tiny_shakespeare()
-    tok = CharTokenizer(text)
+    tok = CharTokenizer.train(text)
     data = torch.tensor(tok.encode(text), dtype=torch.long)
     n = int(train_fraction*len(data))
     return tok, data[:n], data[n:]
@@ -358,6 +354,12 @@ class TrainConfig:
     log_interval: int = 10 # record the training loss every this many steps
     seed: int = 1337 # seeds the model's initialisation elsewhere, and the batches here
     ckpt_path: str|None = None # where to keep the checkpoint; None keeps none
+    autocast_dtype: str|None = None # "bfloat16": matrix products in bfloat16 (weights, optimizer and loss stay float32)
+
+    def __post_init__(self):
+        if self.ckpt_path is not None: self.ckpt_path = str(self.ckpt_path) # a checkpoint keeps plain data only
+        if self.autocast_dtype not in (None, "bfloat16", "float16"):
+            raise ValueError(f"autocast_dtype is {self.autocast_dtype!r}; use None (float32), 'bfloat16' or 'float16'.")
 
     @classmethod
     def nanogpt_cpu(cls, **kw) -> TrainConfig:
@@ -366,18 +368,19 @@ class TrainConfig:
                              eval_interval=250, eval_iters=20), **kw})
 
     @classmethod
+    def nanogpt_cpu_fast(cls, **kw) -> TrainConfig:
+        "`nanogpt_cpu` with its matrix products in bfloat16: the same recipe, faster on CPUs with bfloat16 instructions."
+        return cls.nanogpt_cpu(**{**dict(autocast_dtype="bfloat16"), **kw})
+
+    @classmethod
     def nanogpt_cpu_tuned(cls, **kw) -> TrainConfig:
-        "`nanogpt_cpu` without clipping or weight decay and with beta2 0.999: 0.025 lower val loss over 5 seeds."
+        "`nanogpt_cpu` without clipping or weight decay and with beta2 0.999 (chosen on validation loss, bench/06_gpt)."
         return cls.nanogpt_cpu(**{**dict(grad_clip=0.0, weight_decay=0.0, beta2=0.999), **kw})
 
 # %% ../nbs/06_gpt.ipynb #7866b80a
 def lr_at(it:int, tc:TrainConfig) -> float: # the step, and the training config
-    "The learning rate at step `it`: linear warm-up, then cosine decay from `tc.lr` to `tc.min_lr`."
-    decay_iters = tc.lr_decay_iters or tc.max_iters
-    if it < tc.warmup_iters: return tc.lr * (it+1) / (tc.warmup_iters+1)
-    if it >= decay_iters: return tc.min_lr
-    progress = (it - tc.warmup_iters) / (decay_iters - tc.warmup_iters) # 0 -> 1
-    return tc.min_lr + 0.5*(1 + math.cos(math.pi*progress)) * (tc.lr - tc.min_lr)
+    "The learning rate at step `it`: `tc.lr` times `core.lr_multiplier`, a linear warm-up, then a cosine down to `tc.min_lr`."
+    return tc.lr * lr_multiplier(it, tc.lr_decay_iters or tc.max_iters, tc.warmup_iters, "cosine", tc.min_lr / tc.lr)
 
 # %% ../nbs/06_gpt.ipynb #1d3db8b5
 def configure_optimizer(
@@ -398,7 +401,7 @@ def save_checkpoint(
 ) -> Path:
     "Save `state` to `path` atomically: write a temporary file beside it, flush it to disk, then `os.replace`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.partial") # never read; a crash leaves it behind, the next save overwrites it
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
@@ -410,8 +413,17 @@ def save_checkpoint(
 
 def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
                    ) -> dict:
-    "The state saved at `path` (on the CPU)."
-    return torch.load(path, map_location="cpu", weights_only=False)
+    "The state saved at `path` (on the CPU); a file that is cut short or not a checkpoint raises `ValueError` naming it."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"No checkpoint at {path}.")
+    try: state = torch.load(path, map_location="cpu", weights_only=True) # tensors and plain data only: no code runs
+    except Exception as e:
+        why = (str(e).strip().splitlines() or ["no message"])[0][:120]
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {why}); "
+                         "it may be cut short or be another kind of file. Delete it to start again.") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not the dictionary that `save_checkpoint` writes.")
+    return state
 
 # %% ../nbs/06_gpt.ipynb #3a41085f
 def ddp_setup(device:torch.device|str|None=None, # where this process computes; default `default_device()`
@@ -438,6 +450,14 @@ def _mean_over_processes(x:torch.Tensor, world:int) -> torch.Tensor:
     x = x.clone(); dist.all_reduce(x); return x / world
 
 # %% ../nbs/06_gpt.ipynb #5eb83a18
+def autocast_context(
+    tc:TrainConfig, # `tc.autocast_dtype` says which precision, None for float32
+    device:torch.device|str|None=None, # where the model computes
+):
+    "The context that runs a forward pass in `tc.autocast_dtype` (bfloat16 matrix products), or does nothing."
+    if tc.autocast_dtype is None: return nullcontext()
+    return torch.autocast(torch.device(device or "cpu").type, dtype=getattr(torch, tc.autocast_dtype))
+
 @torch.no_grad()
 def estimate_loss(
     model:nn.Module, # the model (or its DDP wrapper)
@@ -447,7 +467,7 @@ def estimate_loss(
     device:torch.device|None=None, # where the model is
     splits:tuple=("train", "val"), # which splits to evaluate
 ) -> dict:
-    "Mean loss on `tc.eval_iters` batches per split: the same batches at every call, shared among processes."
+    "Mean loss on `tc.eval_iters` batches per split (in `tc.autocast_dtype`): the same batches at every call, shared among processes."
     was_training = model.training; model.eval()
     out = {}
     for split in splits:
@@ -455,13 +475,26 @@ def estimate_loss(
         losses = torch.zeros(tc.eval_iters, device=device)
         for i in range(tc.eval_iters):
             x, y = get_batch(split, tc.batch_size, g)
-            _, loss = model(_share(x, rank, world).to(device), _share(y, rank, world).to(device))
+            with autocast_context(tc, device): _, loss = model(_share(x, rank, world).to(device), _share(y, rank, world).to(device))
             losses[i] = loss
         out[split] = _mean_over_processes(losses.mean(), world).item()
     model.train(was_training)
     return out
 
 # %% ../nbs/06_gpt.ipynb #7092a9fd
+_CHECKPOINT_KEYS = ("model", "optimizer", "iter", "history", "generator", "torch_rng", "model_config")
+
+def _check_resumable(ck:dict, path, model:GPT) -> dict:
+    "`ck` if `train` can resume `model` from it; else a `ValueError` naming the file and what does not fit."
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
+    if missing: raise ValueError(f"{path} lacks {missing}: it was not written by `train`. Point `ckpt_path` elsewhere.")
+    defaults = {f.name: f.default for f in fields(GPTConfig)} # for sizes that older checkpoints did not record
+    have = {**defaults, **ck["model_config"]}
+    diff = [f"{k}={have.get(k)!r} there, {v!r} here" for k, v in asdict(model.cfg).items() if have.get(k) != v]
+    if diff: raise ValueError(f"{path} is a checkpoint of another model ({'; '.join(diff)}): build the model with the "
+                              "checkpoint's sizes, or point `ckpt_path` elsewhere to start afresh.")
+    return ck
+
 def train(
     model:GPT, # the model to train (on the CPU or `device`)
     get_batch:Callable, # `get_batch(split, batch_size, generator) -> (x, y)`, e.g. from `token_batches`
@@ -477,7 +510,7 @@ def train(
     opt = configure_optimizer(model, tc)
     hist, start, g = History(), 0, torch.Generator().manual_seed(tc.seed) # g draws the training batches
     if resume and tc.ckpt_path and Path(tc.ckpt_path).exists():
-        ck = load_checkpoint(tc.ckpt_path)
+        ck = _check_resumable(load_checkpoint(tc.ckpt_path), tc.ckpt_path, model)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         start, hist.rows = ck["iter"], ck["history"]
         g.set_state(ck["generator"]); torch.set_rng_state(ck["torch_rng"]) # same batches, same dropout
@@ -503,7 +536,7 @@ def train(
         for group in opt.param_groups: group["lr"] = lr_at(it, tc)
         x, y = get_batch("train", tc.batch_size, g) # the global batch, the same in every process
         x, y = _share(x, rank, world).to(device), _share(y, rank, world).to(device) # this process's share
-        _, loss = net(x, y)
+        with autocast_context(tc, device): _, loss = net(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward() # under DDP this also averages the gradients over processes
         if tc.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)

@@ -6,7 +6,7 @@ Docs: https://llmcourse.github.io/llmcourse/leaderboard.html.md"""
 
 # %% ../nbs/13_leaderboard.ipynb #4cf0288e
 from __future__ import annotations
-import ctypes, math, re, zlib
+import math, re, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -16,14 +16,14 @@ __all__ = ['WINNERS', 'ARENA_MAY_2023', 'Judge', 'ARENA_WEEK4_2023', 'score_of_a
            'simulate_battles', 'elo_over_orders', 'BattleCounts', 'count_battles', 'fit_bt_counts', 'fit_bradley_terry',
            'bootstrap_bradley_terry', 'leaderboard', 'plot_leaderboard', 'Player', 'arithmetic_prompts', 'answer_of',
            'true_sum', 'rule_judge', 'reward_judge', 'collect_answers', 'judge_answers', 'run_arena',
-           'requantized_smollm2', 'llama_cpp_player', 'rule_players', 'load_arena_battles']
+           'llama_cpp_player', 'rule_players', 'load_arena_battles']
 
 # %% ../nbs/13_leaderboard.ipynb #7b28a423
 import numpy as np
 import pandas as pd
 
 # %% ../nbs/13_leaderboard.ipynb #9321abfc
-from .core import cache_dir, is_quick, quick_or_full
+from .core import is_quick, quick_or_full
 from .data import smollm2_gguf, toy_task
 
 # %% ../nbs/13_leaderboard.ipynb #1fb292f8
@@ -363,23 +363,6 @@ def run_arena(
     return judge_answers(answers, judge, seed), answers
 
 # %% ../nbs/13_leaderboard.ipynb #7c93f7b7
-def requantized_smollm2(
-    qtype:str="Q4_0", # the llama.cpp type to requantize to, e.g. Q4_0, Q5_0, Q8_0
-    n_threads:int=2, # threads for the quantizer
-) -> Path:
-    "SmolLM2-135M-Instruct requantized from the shipped Q4_1 GGUF to `qtype` with llama.cpp (cached)."
-    import llama_cpp
-    dst = cache_dir("leaderboard") / f"SmolLM2-135M-Instruct.{qtype}.gguf"
-    if dst.exists(): return dst
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype}")
-    params.nthread, params.allow_requantize = n_threads, True
-    tmp = dst.with_suffix(".tmp")
-    rc = llama_cpp.llama_model_quantize(str(smollm2_gguf()).encode(), str(tmp).encode(), ctypes.byref(params))
-    if rc != 0: raise RuntimeError(f"llama_model_quantize to {qtype} failed with code {rc}")
-    tmp.rename(dst)
-    return dst
-
 def llama_cpp_player(
     name:str, # the player's name
     llm, # a `llama_cpp.Llama`

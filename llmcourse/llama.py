@@ -1,4 +1,4 @@
-"""Llama from parts, GGUF read and written, Q8_0/Q4 quantization, and local chat with llama.cpp.
+"""The Llama architecture from its parts, equal to transformers; a KV cache for sequences of different lengths; a tiny Llama trained; local chat with SmolLM2 in llama.cpp.
 
 Docs: https://llmcourse.github.io/llmcourse/llama.html.md"""
 
@@ -6,30 +6,23 @@ Docs: https://llmcourse.github.io/llmcourse/llama.html.md"""
 
 # %% ../nbs/11_llama.ipynb #176cb36c
 from __future__ import annotations
-import json, math, time
+import math
 from dataclasses import dataclass, asdict
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 # %% auto #0
-__all__ = ['PRE_TOKENIZERS', 'QK', 'BLOCK_BYTES', 'GGUF_FILE_TYPE', 'LlamaConfig', 'RMSNorm', 'rope_cos_sin', 'rotate_half',
-           'apply_rope', 'SwiGLU', 'KVCache', 'GroupedQueryAttention', 'LlamaBlock', 'Llama', 'generate',
-           'hf_to_ours_names', 'load_hf_state_dict', 'to_hf_state_dict', 'gguf_metadata', 'gguf_tensor_table',
-           'dequantize_tensor', 'permute_qk_for_gguf', 'unpermute_qk_from_gguf', 'config_from_gguf',
-           'gguf_to_ours_names', 'load_gguf_llama', 'BPETokenizer', 'compare_next_token', 'llama_cpp_logits', 'roundf',
-           'quantize_q8_0', 'quantize_q4_0', 'quantize_q4_1', 'dequantize', 'quant_error', 'train_bpe', 'train_llama',
-           'ours_to_gguf_tensors', 'save_gguf', 'llama_cpp_quantize', 'stream_chat', 'ChatWidget']
+__all__ = ['LlamaConfig', 'RMSNorm', 'rope_cos_sin', 'rotate_half', 'apply_rope', 'SwiGLU', 'LlamaKVCache',
+           'GroupedQueryAttention', 'LlamaBlock', 'Llama', 'generate_llama', 'hf_to_ours_names', 'load_hf_state_dict',
+           'to_hf_state_dict', 'train_llama', 'stream_chat', 'ChatWidget']
 
 # %% ../nbs/11_llama.ipynb #cea787f9
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import gguf
 
 # %% ../nbs/11_llama.ipynb #76f245ba
-from .core import default_device, seed_everything, is_quick, quick_or_full, History, cache_dir
-from .data import smollm2_gguf, load_tiny_shakespeare
+from .core import History, warmup_scheduler
+from .gpt import filter_logits, token_batches # lesson 06: top-k/top-p filtering and random training windows
 
 # %% ../nbs/11_llama.ipynb #dc3bc767
 @dataclass
@@ -89,25 +82,25 @@ class RMSNorm(nn.Module):
 
 # %% ../nbs/11_llama.ipynb #6423e08b
 def rope_cos_sin(
-    positions:torch.Tensor, # (T,) integer positions
+    positions:torch.Tensor, # (..., T) integer positions, e.g. (T,) or one row per sequence (B, T)
     head_dim:int, # features per head (even)
     theta:float=10000.0, # the base of the frequencies
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Cosines and sines of the rotary angles, `(T, head_dim)` each, in the `rotate_half` layout of `transformers`."
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)  # (hd/2,)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hd/2)
-    emb = torch.cat([angles, angles], dim=-1)  # (T, hd)
+    "Cosines and sines of the rotary angles, `(..., T, head_dim)` each, in the `rotate_half` layout of `transformers`."
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim)  # (hd/2,)
+    angles = positions.float()[..., None] * inv_freq  # (..., T, hd/2)
+    emb = torch.cat([angles, angles], dim=-1)  # (..., T, hd)
     return emb.cos(), emb.sin()
 
-def rotate_half(x:torch.Tensor) -> torch.Tensor:
+def rotate_half(x:torch.Tensor) -> torch.Tensor: # (..., hd) features to rotate
     "Map the pair `(a, b)` = (first half, second half) to `(-b, a)`."
     a, b = x.chunk(2, dim=-1)
     return torch.cat([-b, a], dim=-1)
 
 def apply_rope(
     x:torch.Tensor, # (B, nh, T, hd) queries or keys
-    cos:torch.Tensor, # (T, hd)
-    sin:torch.Tensor, # (T, hd)
+    cos:torch.Tensor, # (T, hd), or (B, 1, T, hd) when each sequence has its own positions
+    sin:torch.Tensor, # the same shape as `cos`
 ) -> torch.Tensor:
     "Rotate every feature pair of `x` by its position's angle."
     return x * cos + rotate_half(x) * sin
@@ -128,29 +121,59 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))  # (B, T, hidden) -> (B, T, dim)
 
 # %% ../nbs/11_llama.ipynb #0bedb039
-class KVCache:
-    "Keys and values of every layer, preallocated for `max_len` positions."
+class LlamaKVCache:
+    "Keys and values of every layer for `batch_size` sequences, preallocated for `max_len` positions, each row with its own length."
     def __init__(self,
                  cfg:LlamaConfig, # the model's sizes
-                 batch_size:int=1, # sequences decoded together
-                 max_len:int|None=None, # positions to hold (default `cfg.max_seq_len`)
+                 batch_size:int=1, # rows: sequences kept side by side
+                 max_len:int|None=None, # positions each row holds (default `cfg.max_seq_len`)
                  device=None, # where to keep the cache
                  dtype=torch.float32, # its precision
                 ):
-        max_len = max_len or cfg.max_seq_len
-        shape = (cfg.n_layers, batch_size, cfg.n_kv_heads, max_len, cfg.head_dim)
+        self.max_len = max_len or cfg.max_seq_len
+        shape = (cfg.n_layers, batch_size, cfg.n_kv_heads, self.max_len, cfg.head_dim)
         self.k, self.v = torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
-        self.pos, self.max_len = 0, max_len  # `pos`: how many positions are filled
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,) positions filled in each row
 
-    def update(self, layer:int, k:torch.Tensor, v:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Store `k`, `v` (B, nkv, T, hd) at the current position; return all keys and values so far."
-        T = k.shape[2]
-        if self.pos + T > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} positions; {self.pos} are filled and {T} more came. "
-                             "Make the cache longer (max_len) or shorten the prompt.")
-        self.k[layer, :, :, self.pos:self.pos + T] = k
-        self.v[layer, :, :, self.pos:self.pos + T] = v
-        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]  # (B, nkv, S, hd)
+    def positions(self,
+                  T:int, # new tokens per row
+                  rows:torch.Tensor|None=None, # (B,) the rows they go to (default: every row)
+                 ) -> torch.Tensor:
+        "The positions `(B, T)` the next `T` tokens of `rows` take."
+        lengths = self.lengths if rows is None else self.lengths[rows]
+        if int(lengths.max()) + T > self.max_len:
+            raise ValueError(f"The KV cache holds {self.max_len} positions per row; {int(lengths.max())} are filled and {T} "
+                             "more came. Make the cache longer (max_len) or shorten the prompt.")
+        return lengths[:, None] + torch.arange(T, device=lengths.device)  # (B, T)
+
+    def update(self,
+               layer:int, # the layer whose keys and values these are
+               k:torch.Tensor, # (B, nkv, T, hd) new keys
+               v:torch.Tensor, # (B, nkv, T, hd) new values
+               rows:torch.Tensor|None=None, # (B,) the rows they go to (default: every row)
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        "Store `k`, `v` after each row's filled positions; return the rows' keys and values `(B, nkv, S, hd)` and the mask `(B, 1, T, S)` of the keys each query sees."
+        pos = self.positions(k.shape[2], rows)  # (B, T)
+        r = torch.arange(self.k.shape[1], device=pos.device) if rows is None else torch.as_tensor(rows, device=pos.device)
+        self.k[layer][r[:, None], :, pos] = k.transpose(1, 2)  # (B, T, nkv, hd) into slots (row, :, position)
+        self.v[layer][r[:, None], :, pos] = v.transpose(1, 2)
+        S = int(pos.max()) + 1  # the longest row decides how many keys to read
+        keys, values = (self.k[layer, :, :, :S], self.v[layer, :, :, :S]) if rows is None else (self.k[layer][r, :, :S], self.v[layer][r, :, :S])
+        mask = torch.arange(S, device=pos.device) <= pos[..., None]  # (B, T, S): key j is at or before the query
+        return keys, values, mask[:, None]  # (B, nkv, S, hd) twice, (B, 1, T, S)
+
+    def advance(self,
+                T:int, # tokens just stored
+                rows:torch.Tensor|None=None, # the rows they went to (default: every row)
+               ):
+        "Count `T` more filled positions in `rows` (the model calls this after its last layer)."
+        if rows is None: self.lengths += T
+        else: self.lengths[rows] += T
+
+    def reset(self, rows:torch.Tensor|None=None): # rows to empty (default: every row)
+        "Empty `rows` so that new sequences can use them (their old keys stay, hidden by the mask)."
+        if rows is None: self.lengths.zero_()
+        else: self.lengths[rows] = 0
 
     @property
     def nbytes(self) -> int: return self.k.numel() * self.k.element_size() * 2
@@ -168,26 +191,22 @@ class GroupedQueryAttention(nn.Module):
 
     def forward(self,
                 x:torch.Tensor, # (B, T, dim)
-                cos:torch.Tensor, # (T, hd) for the positions of `x`
-                sin:torch.Tensor, # (T, hd)
-                cache:KVCache|None=None, # keys and values of earlier positions
+                cos:torch.Tensor, # (T, hd) or (B, 1, T, hd) for the positions of `x`
+                sin:torch.Tensor, # the same shape as `cos`
+                cache:LlamaKVCache|None=None, # keys and values of earlier positions
                 layer:int=0, # this layer's index into `cache`
+                rows:torch.Tensor|None=None, # (B,) the cache rows of the batch's sequences (default: all, in order)
                ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.nh, self.hd).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k(x).view(B, T, self.nkv, self.hd).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v(x).view(B, T, self.nkv, self.hd).transpose(1, 2)  # (B, nkv, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        start = 0
-        if cache is not None:
-            start = cache.pos
-            k, v = cache.update(layer, k, v)  # (B, nkv, S, hd), S = start + T
+        mask = None
+        if cache is not None: k, v, mask = cache.update(layer, k, v, rows)  # (B, nkv, S, hd), mask (B, 1, T, S)
         rep = self.nh // self.nkv
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, nh, S, hd)
-        if start == 0: y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:  # query i sits at position start + i and sees keys 0 .. start + i
-            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)  # (B, nh, T, hd)
         return self.o(y.transpose(1, 2).reshape(B, T, self.nh * self.hd))
 
 # %% ../nbs/11_llama.ipynb #2eff99ae
@@ -198,8 +217,8 @@ class LlamaBlock(nn.Module):
         self.attn_norm, self.attn = RMSNorm(cfg.dim, cfg.norm_eps), GroupedQueryAttention(cfg)
         self.ffn_norm, self.ffn = RMSNorm(cfg.dim, cfg.norm_eps), SwiGLU(cfg.dim, cfg.hidden_dim)
 
-    def forward(self, x, cos, sin, cache=None, layer=0):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)  # (B, T, dim)
+    def forward(self, x, cos, sin, cache=None, layer=0, rows=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, rows)  # (B, T, dim)
         return x + self.ffn(self.ffn_norm(x))
 
 class Llama(nn.Module):
@@ -215,44 +234,44 @@ class Llama(nn.Module):
         self.apply(self._init)
 
     def _init(self, m):
-        if isinstance(m, (nn.Linear, nn.Embedding)): nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, (nn.Linear, nn.Embedding)): nn.init.normal_(m.weight, std=0.02)  # GPT-2's initial scale
 
     def forward(self,
                 idx:torch.Tensor, # (B, T) token ids
-                cache:KVCache|None=None, # advanced by T when given
+                cache:LlamaKVCache|None=None, # advanced by T in `rows` when given
+                rows:torch.Tensor|None=None, # (B,) the cache rows of the sequences in `idx` (default: all, in order)
                ) -> torch.Tensor:
         "Logits `(B, T, vocab_size)` for every position."
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0
-        cos, sin = rope_cos_sin(torch.arange(start, start + T, device=idx.device), self.cfg.head_dim, self.cfg.rope_theta)
+        pos = cache.positions(T, rows) if cache is not None else torch.arange(T, device=idx.device)[None]  # (B or 1, T)
+        cos, sin = rope_cos_sin(pos, self.cfg.head_dim, self.cfg.rope_theta)  # (B or 1, T, hd)
+        cos, sin = cos[:, None], sin[:, None]  # (B or 1, 1, T, hd): the same angles in every head
         x = self.tok_emb(idx)  # (B, T, dim)
-        for i, blk in enumerate(self.blocks): x = blk(x, cos, sin, cache, i)
-        if cache is not None: cache.pos += T
+        for i, blk in enumerate(self.blocks): x = blk(x, cos, sin, cache, i, rows)
+        if cache is not None: cache.advance(T, rows)
         return self.lm_head(self.norm(x))  # (B, T, vocab)
 
 # %% ../nbs/11_llama.ipynb #35a17f85
 @torch.no_grad()
-def generate(
+def generate_llama(
     model:Llama, # the model
     idx:torch.Tensor, # (B, T) prompt token ids
     max_new_tokens:int, # tokens to add
     temperature:float=0.0, # 0: greedy; else sample from softmax(logits / temperature)
     top_k:int|None=None, # sample only among the k most likely tokens
+    top_p:float|None=None, # sample only from the nucleus of probability `top_p`
     generator:torch.Generator|None=None, # random source for sampling
 ) -> torch.Tensor:
-    "Extend `idx` by `max_new_tokens` tokens using a KV cache; returns `(B, T + max_new_tokens)`."
+    "Extend `idx` by `max_new_tokens` tokens using a `LlamaKVCache`; returns `(B, T + max_new_tokens)`."
     p = next(model.parameters())
-    cache = KVCache(model.cfg, idx.shape[0], idx.shape[1] + max_new_tokens, device=p.device, dtype=p.dtype)
+    cache = LlamaKVCache(model.cfg, idx.shape[0], idx.shape[1] + max_new_tokens, device=p.device, dtype=p.dtype)
     logits = model(idx, cache)[:, -1]  # (B, vocab)
     out = [idx]
-    for _ in range(max_new_tokens):
-        if temperature == 0: nxt = logits.argmax(-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k: logits = logits.masked_fill(logits < logits.topk(top_k, -1).values[:, -1:], -float("inf"))
-            nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (B, 1)
+    for step in range(max_new_tokens):
+        if temperature == 0: nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
+        else: nxt = torch.multinomial(filter_logits(logits / temperature, top_k, top_p).softmax(-1), 1, generator=generator)
         out.append(nxt)
-        logits = model(nxt, cache)[:, -1]
+        if step + 1 < max_new_tokens: logits = model(nxt, cache)[:, -1]
     return torch.cat(out, 1)
 
 # %% ../nbs/11_llama.ipynb #46101ced
@@ -284,328 +303,6 @@ def to_hf_state_dict(model:Llama) -> dict: # our model
     ours = model.state_dict()
     return {hf: ours[o] for hf, o in hf_to_ours_names(model.cfg).items()}
 
-# %% ../nbs/11_llama.ipynb #e8d342c9
-def gguf_metadata(
-    reader:gguf.GGUFReader, # an open GGUF file
-    max_items:int|None=None, # shorten arrays to this many items (None: keep all)
-) -> dict:
-    "The key-value metadata of a GGUF file as Python values."
-    out = {}
-    for k, f in reader.fields.items():
-        if k.startswith("GGUF."): continue
-        v = f.contents()
-        if max_items is not None and isinstance(v, list) and len(v) > max_items: v = v[:max_items] + ["..."]
-        out[k] = v
-    return out
-
-def gguf_tensor_table(reader:gguf.GGUFReader) -> "pd.DataFrame": # an open GGUF file
-    "Name, PyTorch shape, quantization type, bytes and bits per weight of every tensor."
-    import pandas as pd
-    rows = [dict(name=t.name, shape=tuple(int(s) for s in reversed(t.shape)), type=t.tensor_type.name,
-                 n_bytes=int(t.n_bytes), bits_per_weight=8 * int(t.n_bytes) / int(t.n_elements)) for t in reader.tensors]
-    return pd.DataFrame(rows)
-
-# %% ../nbs/11_llama.ipynb #328516f6
-def dequantize_tensor(t:gguf.ReaderTensor) -> torch.Tensor: # a tensor from `GGUFReader.tensors`
-    "A GGUF tensor as float32 torch tensor in PyTorch axis order."
-    shape = tuple(int(s) for s in reversed(t.shape))
-    return torch.from_numpy(np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape))  # a writable copy
-
-# %% ../nbs/11_llama.ipynb #6ed3b7fc
-def permute_qk_for_gguf(
-    w:torch.Tensor, # (n_head * head_dim, dim) a `q` or `k` weight in `rotate_half` order
-    n_head:int, # heads in `w` (`n_kv_heads` for k)
-) -> torch.Tensor:
-    "Reorder rows from the `transformers` layout to llama.cpp's interleaved rotary layout (as `convert_hf_to_gguf.py`)."
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-def unpermute_qk_from_gguf(
-    w:torch.Tensor, # (n_head * head_dim, dim) a `q` or `k` weight read from GGUF
-    n_head:int, # heads in `w` (`n_kv_heads` for k)
-) -> torch.Tensor:
-    "Undo `permute_qk_for_gguf`."
-    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-# %% ../nbs/11_llama.ipynb #dbf0a6f6
-def config_from_gguf(reader:gguf.GGUFReader) -> LlamaConfig: # an open Llama GGUF file
-    "The `LlamaConfig` stored in a GGUF file's metadata."
-    m = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")}
-    arch = m.get("general.architecture")
-    if arch != "llama": raise ValueError(f"This GGUF holds a {arch!r} model; `load_gguf_llama` reads 'llama' only.")
-    names = {t.name for t in reader.tensors}
-    vocab = m.get("llama.vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
-    return LlamaConfig(vocab_size=int(vocab), dim=int(m["llama.embedding_length"]), n_layers=int(m["llama.block_count"]),
-                       n_heads=int(m["llama.attention.head_count"]), n_kv_heads=int(m.get("llama.attention.head_count_kv", m["llama.attention.head_count"])),
-                       hidden_dim=int(m["llama.feed_forward_length"]), norm_eps=float(f"{m['llama.attention.layer_norm_rms_epsilon']:.7g}"),
-                       rope_theta=float(m.get("llama.rope.freq_base", 10000.0)), max_seq_len=int(m["llama.context_length"]),
-                       tie_embeddings="output.weight" not in names)
-
-def gguf_to_ours_names(cfg:LlamaConfig) -> dict[str, str]: # the model's sizes
-    "Map llama.cpp tensor names to ours."
-    m = {"token_embd.weight": "tok_emb.weight", "output_norm.weight": "norm.weight"}
-    if not cfg.tie_embeddings: m["output.weight"] = "lm_head.weight"
-    g = dict(attn_norm="attn_norm", ffn_norm="ffn_norm", attn_q="attn.q", attn_k="attn.k", attn_v="attn.v",
-             attn_output="attn.o", ffn_gate="ffn.gate", ffn_up="ffn.up", ffn_down="ffn.down")
-    for i in range(cfg.n_layers): m.update({f"blk.{i}.{a}.weight": f"blocks.{i}.{b}.weight" for a, b in g.items()})
-    return m
-
-@torch.no_grad()
-def load_gguf_llama(
-    path:str|Path, # a Llama GGUF file (any quantization `gguf.quants` can dequantize)
-    permute:bool=True, # undo llama.cpp's Q/K row permutation (False shows what goes wrong)
-) -> Llama:
-    "Read a GGUF Llama into our PyTorch `Llama`, dequantized to float32."
-    reader = gguf.GGUFReader(path)
-    cfg = config_from_gguf(reader)
-    with torch.device("meta"): model = Llama(cfg)  # no memory, no random init: the file provides every weight
-    sd = {}
-    tensors = {t.name: t for t in reader.tensors}
-    for g, o in gguf_to_ours_names(cfg).items():
-        if g not in tensors: raise KeyError(f"{path} has no tensor {g!r}; is it a Llama GGUF? It has {list(tensors)[:5]}...")
-        w = dequantize_tensor(tensors[g])
-        if permute and g.endswith("attn_q.weight"): w = unpermute_qk_from_gguf(w, cfg.n_heads)
-        if permute and g.endswith("attn_k.weight"): w = unpermute_qk_from_gguf(w, cfg.n_kv_heads)
-        sd[o] = w
-    if cfg.tie_embeddings: sd["lm_head.weight"] = sd["tok_emb.weight"]
-    model.load_state_dict(sd, assign=True)
-    if cfg.tie_embeddings: model.lm_head.weight = model.tok_emb.weight
-    return model.eval()
-
-# %% ../nbs/11_llama.ipynb #e0aaae40
-from .tokenizers import bytes_to_unicode # lesson 02 built the byte map; the same one serves here
-
-_GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
-PRE_TOKENIZERS = { # llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), applied one after the other
-    "gpt-2": [_GPT2_SPLIT],
-    "smollm": [r"\p{N}", _GPT2_SPLIT],
-    "default": [r"[\p{P}\$\+<=>\^~\|]+", _GPT2_SPLIT, r"\p{N}+", r"[0-9][0-9][0-9]"],
-}
-
-# %% ../nbs/11_llama.ipynb #5fe0744e
-class BPETokenizer:
-    "Byte-level BPE as llama.cpp runs it for `tokenizer.ggml.model = gpt2`."
-    def __init__(self,
-                 tokens:Sequence[str], # the vocabulary, byte-level encoded
-                 merges:Sequence[str], # "a b" merge rules, highest priority first
-                 token_types:Sequence[int]|None=None, # GGUF token types (1 normal, 3 control, 4 user-defined)
-                 pre:str="default", # the pre-tokenizer name (`tokenizer.ggml.pre`)
-                 bos_id:int|None=None, # beginning-of-sequence token
-                 eos_id:int|None=None, # end-of-sequence token
-                 add_bos:bool=False, # put `bos_id` in front when encoding
-                ):
-        import regex
-        if pre not in PRE_TOKENIZERS: raise ValueError(f"Pre-tokenizer {pre!r} is not implemented; known: {list(PRE_TOKENIZERS)}")
-        self.tokens, self.merges, self.pre = list(tokens), list(merges), pre
-        self.types = list(token_types) if token_types is not None else [1] * len(self.tokens)
-        self.vocab = {t: i for i, t in enumerate(self.tokens)}
-        self.ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(self.merges)}
-        self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, add_bos
-        self.byte_enc = bytes_to_unicode(); self.byte_dec = {c: b for b, c in self.byte_enc.items()}
-        self.splits = [regex.compile(p) for p in PRE_TOKENIZERS[pre]]
-        self.special = {t: i for i, t in enumerate(self.tokens) if self.types[i] in (2, 3, 4)}
-        self.user_defined = {t for t, i in self.special.items() if self.types[i] == 4}
-        alt = lambda toks: regex.compile("(" + "|".join(regex.escape(t) for t in sorted(toks, key=len, reverse=True)) + ")") if toks else None
-        self.special_re = {True: alt(self.special), False: alt(self.user_defined)}  # what `encode(special=...)` splits on
-        self._cache = {}
-
-    @classmethod
-    def from_gguf(cls, reader:gguf.GGUFReader) -> "BPETokenizer": # an open GGUF file
-        "The tokenizer stored in a GGUF file."
-        f = reader.fields
-        model = f["tokenizer.ggml.model"].contents()
-        if model != "gpt2": raise ValueError(f"tokenizer.ggml.model is {model!r}; BPETokenizer reads byte-level BPE ('gpt2') only.")
-        get = lambda k, d=None: f[k].contents() if k in f else d
-        return cls(get("tokenizer.ggml.tokens"), get("tokenizer.ggml.merges", []), get("tokenizer.ggml.token_type"),
-                   get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
-                   get("tokenizer.ggml.eos_token_id"), bool(get("tokenizer.ggml.add_bos_token", False)))
-
-    def __len__(self): return len(self.tokens)
-
-    def pre_tokenize(self, text:str) -> list[str]:
-        "Split `text` with each regex in turn, keeping the pieces between matches too (as llama.cpp does)."
-        pieces = [text]
-        for rx in self.splits:
-            out = []
-            for p in pieces:
-                last = 0
-                for m in rx.finditer(p):
-                    if m.start() > last: out.append(p[last:m.start()])
-                    if m.end() > m.start(): out.append(m.group())
-                    last = m.end()
-                if last < len(p): out.append(p[last:])
-            pieces = out
-        return pieces
-
-    def bpe(self, word:str) -> list[str]:
-        "Merge the byte-characters of one pre-token, lowest-ranked pair first."
-        if word in self._cache: return self._cache[word]
-        parts = list(word)
-        while len(parts) > 1:
-            pairs = [(self.ranks.get((a, b), math.inf), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
-            rank, i = min(pairs)
-            if rank == math.inf: break
-            parts[i:i + 2] = [parts[i] + parts[i + 1]]
-        self._cache[word] = parts
-        return parts
-
-    def _encode_plain(self, text:str) -> list[int]:
-        ids = []
-        for piece in self.pre_tokenize(text):
-            word = "".join(self.byte_enc[b] for b in piece.encode("utf-8"))
-            for part in self.bpe(word):
-                if part in self.vocab: ids.append(self.vocab[part])
-                else: ids.extend(self.vocab[c] for c in part if c in self.vocab)  # llama.cpp drops unknown bytes
-        return ids
-
-    def encode(self,
-               text:str, # the text
-               add_bos:bool|None=None, # prepend BOS (default: the file's `add_bos_token`)
-               special:bool=False, # parse control tokens such as `<|im_start|>` written in the text
-              ) -> list[int]:
-        "Token ids of `text`, equal to `llama_cpp.Llama.tokenize`."
-        ids = [self.bos_id] if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None else []
-        rx = self.special_re[bool(special)]
-        if rx is None: return ids + self._encode_plain(text)
-        for i, chunk in enumerate(rx.split(text)):  # odd pieces are the special tokens themselves
-            if i % 2: ids.append(self.special[chunk])
-            elif chunk: ids.extend(self._encode_plain(chunk))
-        return ids
-
-    def decode(self,
-               ids:Sequence[int], # token ids
-               special:bool=False, # render control tokens as their text
-              ) -> str:
-        "The text of `ids`."
-        out = bytearray()
-        for i in ids:
-            t = self.tokens[i]
-            if self.types[i] in (2, 3): out += t.encode() if special else b""
-            elif self.types[i] == 4: out += t.encode()
-            else: out += bytes(self.byte_dec[c] for c in t)
-        return out.decode("utf-8", errors="replace")
-
-# %% ../nbs/11_llama.ipynb #a075ebfc
-def compare_next_token(
-    ref_logits:np.ndarray|torch.Tensor, # (T, vocab) reference logits, e.g. llama.cpp's
-    logits:np.ndarray|torch.Tensor, # (T, vocab) logits to check
-) -> dict:
-    "Top-1 agreement, mean and max KL(ref || ours) in nats, and max probability difference over positions."
-    ref, got = torch.as_tensor(np.asarray(ref_logits)).double(), torch.as_tensor(np.asarray(logits)).double()
-    lp, lq = ref.log_softmax(-1), got.log_softmax(-1)
-    kl = (lp.exp() * (lp - lq)).sum(-1)  # (T,)
-    return dict(top1_agreement=(ref.argmax(-1) == got.argmax(-1)).double().mean().item(), mean_kl=kl.mean().item(),
-                max_kl=kl.max().item(), max_prob_diff=(lp.exp() - lq.exp()).abs().max().item(), kl=kl.numpy())
-
-def llama_cpp_logits(
-    llm, # a `llama_cpp.Llama` made with `logits_all=True`
-    ids:Sequence[int], # tokens to feed (teacher forcing)
-) -> np.ndarray:
-    "llama.cpp's logits `(T, vocab)` for every position of `ids`."
-    llm.reset(); llm.eval(list(ids))
-    return np.array(llm.scores[:len(ids)], dtype=np.float32)
-
-# %% ../nbs/11_llama.ipynb #6b1d3805
-QK = 32 # weights per block in Q8_0, Q4_0 and Q4_1
-
-def _blocks(w:torch.Tensor) -> torch.Tensor:
-    if w.shape[-1] % QK: raise ValueError(f"The last axis ({w.shape[-1]}) must be a multiple of {QK} to quantize in blocks.")
-    return w.float().reshape(*w.shape[:-1], w.shape[-1] // QK, QK)  # (..., nb, 32)
-
-def roundf(x:torch.Tensor) -> torch.Tensor: # values to round
-    "Round halves away from zero, like C's `roundf` (torch.round rounds halves to even)."
-    a = x.abs(); f = a.floor()
-    return x.sign() * (f + (2 * (a - f)).floor())
-
-def _bytes(*parts) -> np.ndarray:
-    return np.concatenate([np.ascontiguousarray(p).view(np.uint8).reshape(*p.shape[:-1], -1) if p.dtype != np.uint8 else p
-                           for p in parts], axis=-1)
-
-def _nibbles(q:torch.Tensor) -> np.ndarray:
-    q = q.to(torch.uint8).numpy()  # (..., nb, 32) codes 0..15
-    return q[..., :16] | (q[..., 16:] << 4)  # (..., nb, 16)
-
-def quantize_q8_0(w:torch.Tensor) -> np.ndarray: # (..., n) float weights, n a multiple of 32
-    "Q8_0 blocks as llama.cpp stores them: `(..., n/32 * 34)` bytes."
-    b = _blocks(w)
-    d = b.abs().amax(-1, keepdim=True) / 127  # (..., nb, 1)
-    q = roundf(b * torch.where(d == 0, 0, 1 / d)).to(torch.int8)
-    out = _bytes(d.half().numpy(), q.numpy())  # (..., nb, 34)
-    return out.reshape(*w.shape[:-1], -1)
-
-def quantize_q4_0(w:torch.Tensor) -> np.ndarray: # (..., n) float weights, n a multiple of 32
-    "Q4_0 blocks as llama.cpp stores them: `(..., n/32 * 18)` bytes."
-    b = _blocks(w)
-    mx = b.gather(-1, b.abs().argmax(-1, keepdim=True))  # (..., nb, 1) the signed value of largest magnitude
-    d = mx / -8
-    q = (b * torch.where(d == 0, 0, 1 / d) + 8.5).trunc().clamp(max=15)
-    return _bytes(d.half().numpy(), _nibbles(q)).reshape(*w.shape[:-1], -1)
-
-def quantize_q4_1(w:torch.Tensor) -> np.ndarray: # (..., n) float weights, n a multiple of 32
-    "Q4_1 blocks as llama.cpp stores them: `(..., n/32 * 20)` bytes."
-    b = _blocks(w)
-    lo, hi = b.amin(-1, keepdim=True), b.amax(-1, keepdim=True)
-    d = (hi - lo) / 15
-    q = ((b - lo) * torch.where(d == 0, 0, 1 / d) + 0.5).trunc().clamp(max=15)
-    return _bytes(d.half().numpy(), lo.half().numpy(), _nibbles(q)).reshape(*w.shape[:-1], -1)
-
-# %% ../nbs/11_llama.ipynb #5048225b
-BLOCK_BYTES = {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20} # bytes per block of 32 weights
-
-def dequantize(
-    data:np.ndarray, # (..., nbytes) uint8 blocks
-    qtype:str, # "Q8_0", "Q4_0" or "Q4_1"
-) -> torch.Tensor:
-    "Float32 weights `(..., n)` from llama.cpp blocks."
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    blk = data.reshape(*data.shape[:-1], -1, BLOCK_BYTES[qtype])  # (..., nb, bytes)
-    d = torch.from_numpy(blk[..., :2].copy().view(np.float16).astype(np.float32))  # (..., nb, 1)
-    if qtype == "Q8_0":
-        x = d * torch.from_numpy(blk[..., 2:].copy().view(np.int8).astype(np.float32))
-    else:
-        qs = blk[..., -16:]
-        q = torch.from_numpy(np.concatenate([qs & 15, qs >> 4], axis=-1).astype(np.float32))  # (..., nb, 32)
-        if qtype == "Q4_0": x = d * (q - 8)
-        else: x = d * q + torch.from_numpy(blk[..., 2:4].copy().view(np.float16).astype(np.float32))
-    return x.reshape(*data.shape[:-1], -1)
-
-# %% ../nbs/11_llama.ipynb #73bec3f0
-def quant_error(
-    w:torch.Tensor, # float weights
-    wq:torch.Tensor, # the same weights after a quantize/dequantize round trip
-) -> dict:
-    "Relative RMS error and max absolute error of `wq` against `w`."
-    e = (wq.float() - w.float())
-    return dict(rel_rms=(e.pow(2).mean().sqrt() / w.float().pow(2).mean().sqrt()).item(), max_abs=e.abs().max().item())
-
-# %% ../nbs/11_llama.ipynb #3be3c492
-def train_bpe(
-    text:str, # the training text
-    n_merges:int=64, # merges to learn (the vocabulary grows by one token per merge)
-    pre:str="gpt-2", # the pre-tokenizer (a key of `PRE_TOKENIZERS`)
-) -> BPETokenizer:
-    "Learn a byte-level BPE on `text`: its bytes, then the `n_merges` most frequent pairs, greedily."
-    from collections import Counter
-    base = BPETokenizer(["<|endoftext|>"], [], [3], pre=pre)
-    enc = base.byte_enc
-    words = Counter("".join(enc[b] for b in p.encode("utf-8")) for p in base.pre_tokenize(text))  # pre-token -> count
-    vocab = ["<|endoftext|>"] + sorted({c for w in words for c in w})
-    splits, merges = {w: list(w) for w in words}, []
-    for _ in range(n_merges):
-        pairs = Counter()
-        for w, n in words.items():
-            sp = splits[w]
-            for pair in zip(sp, sp[1:]): pairs[pair] += n
-        if not pairs: break
-        (a, b), _ = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))  # most frequent; ties broken by the pair itself
-        merges.append(f"{a} {b}"); vocab.append(a + b)
-        for w, sp in splits.items():
-            out, i = [], 0
-            while i < len(sp):
-                if i + 1 < len(sp) and sp[i] == a and sp[i + 1] == b: out.append(a + b); i += 2
-                else: out.append(sp[i]); i += 1
-            splits[w] = out
-    return BPETokenizer(vocab, merges, [3] + [1] * (len(vocab) - 1), pre=pre, bos_id=0, eos_id=0)
-
 # %% ../nbs/11_llama.ipynb #8555f597
 def train_llama(
     model:Llama, # the model to train in place
@@ -614,23 +311,21 @@ def train_llama(
     steps:int=300, # optimizer steps
     batch_size:int=32, # sequences per step
     seq_len:int=64, # tokens per sequence
-    lr:float=3e-3, # peak AdamW learning rate (cosine decay, 20-step warm-up)
+    lr:float=3e-3, # peak AdamW learning rate
+    warmup:int=20, # steps of linear warm-up before the cosine decay
     eval_every:int=50, # steps between validation losses
     seed:int=0, # seed for the batches
 ) -> History:
     "Train `model` as a next-token predictor; returns the loss `History`."
     g = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    def batch(d):
-        ix = torch.randint(len(d) - seq_len - 1, (batch_size,), generator=g)
-        x = torch.stack([d[i:i + seq_len] for i in ix]); y = torch.stack([d[i + 1:i + seq_len + 1] for i in ix])
-        return x.to(dev), y.to(dev)  # (B, T) each
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    get_batch = token_batches(train_data, val_data, seq_len)  # lesson 06: random windows and their next tokens
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))  # Llama's AdamW settings
+    sched = warmup_scheduler(opt, steps, warmup=warmup, decay="cosine")
     hist = History()
     for step in range(1, steps + 1):
         model.train()
-        x, y = batch(train_data)
+        x, y = (t.to(dev) for t in get_batch("train", batch_size, g))  # (B, T) each
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
@@ -638,70 +333,10 @@ def train_llama(
         if step % eval_every == 0 or step == steps:
             model.eval()
             with torch.no_grad():
-                vx, vy = batch(val_data)
+                vx, vy = (t.to(dev) for t in get_batch("val", batch_size, g))
                 row["val_loss"] = F.cross_entropy(model(vx).flatten(0, 1), vy.flatten()).item()
         hist.log(step, **row)
     return hist
-
-# %% ../nbs/11_llama.ipynb #753f4660
-GGUF_FILE_TYPE = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7} # llama.cpp's `general.file_type` codes
-
-def ours_to_gguf_tensors(model:Llama) -> dict[str, torch.Tensor]: # our model
-    "Our weights under llama.cpp names, with `q` and `k` permuted for llama.cpp's rotary layout."
-    sd, cfg = model.state_dict(), model.cfg
-    out = {}
-    for g, o in gguf_to_ours_names(cfg).items():
-        w = sd[o].detach().float().cpu()
-        if g.endswith("attn_q.weight"): w = permute_qk_for_gguf(w, cfg.n_heads)
-        if g.endswith("attn_k.weight"): w = permute_qk_for_gguf(w, cfg.n_kv_heads)
-        out[g] = w
-    return out
-
-def save_gguf(
-    model:Llama, # the model to write
-    tokenizer:BPETokenizer, # its tokenizer
-    path:str|Path, # the GGUF file to write
-    qtype:str="F16", # matrix type: F32, F16, Q8_0, Q4_0 or Q4_1 (norms stay F32)
-    name:str="llmcourse-tiny-llama", # `general.name`
-) -> Path:
-    "Write `model` and `tokenizer` as a Llama GGUF that llama.cpp can run."
-    cfg, path = model.cfg, Path(path)
-    quant = {"Q8_0": quantize_q8_0, "Q4_0": quantize_q4_0, "Q4_1": quantize_q4_1}
-    if qtype not in GGUF_FILE_TYPE: raise ValueError(f"qtype {qtype!r} is not one of {list(GGUF_FILE_TYPE)}")
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name(name); w.add_file_type(GGUF_FILE_TYPE[qtype]); w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    w.add_context_length(cfg.max_seq_len); w.add_embedding_length(cfg.dim); w.add_block_count(cfg.n_layers)
-    w.add_feed_forward_length(cfg.hidden_dim); w.add_head_count(cfg.n_heads); w.add_head_count_kv(cfg.n_kv_heads)
-    w.add_layer_norm_rms_eps(cfg.norm_eps); w.add_rope_freq_base(cfg.rope_theta); w.add_rope_dimension_count(cfg.head_dim)
-    w.add_vocab_size(cfg.vocab_size)
-    w.add_tokenizer_model("gpt2"); w.add_tokenizer_pre(tokenizer.pre)
-    w.add_token_list(tokenizer.tokens); w.add_token_types(tokenizer.types)
-    w.add_token_merges(tokenizer.merges)
-    if tokenizer.bos_id is not None: w.add_bos_token_id(tokenizer.bos_id)
-    if tokenizer.eos_id is not None: w.add_eos_token_id(tokenizer.eos_id)
-    w.add_add_bos_token(tokenizer.add_bos)
-    for g, t in ours_to_gguf_tensors(model).items():
-        if t.ndim == 1 or qtype == "F32": w.add_tensor(g, t.numpy().astype(np.float32))
-        elif qtype == "F16": w.add_tensor(g, t.numpy().astype(np.float16))
-        else: w.add_tensor(g, quant[qtype](t), raw_dtype=gguf.GGMLQuantizationType[qtype])
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-    return path
-
-# %% ../nbs/11_llama.ipynb #9ffb56c3
-def llama_cpp_quantize(
-    src:str|Path, # an F32 or F16 GGUF
-    dst:str|Path, # the file to write
-    qtype:str="Q8_0", # target type, e.g. Q8_0, Q4_0, Q4_1
-    n_threads:int=2, # threads for the quantizer
-) -> Path:
-    "Quantize a GGUF with llama.cpp's own quantizer (`llama-quantize`), every matrix to `qtype`."
-    import ctypes, llama_cpp
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype}")
-    params.nthread, params.pure = n_threads, True
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    if rc != 0: raise RuntimeError(f"llama_model_quantize({src} -> {dst}, {qtype}) failed with code {rc}")
-    return Path(dst)
 
 # %% ../nbs/11_llama.ipynb #a9bb5c8f
 def stream_chat(

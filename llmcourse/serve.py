@@ -1,4 +1,4 @@
-"""A local server that speaks OpenAI's API: chat and completions from SmolLM2 in llama.cpp, embeddings from MiniLM, transcriptions from Whisper tiny.en.
+"""Your own OpenAI API on a laptop CPU: chat and completions from lesson 11's Llama decoding many requests at once, embeddings from lesson 07's MiniLM, transcriptions from lesson 10's Whisper.
 
 Docs: https://llmcourse.github.io/llmcourse/serve.html.md"""
 
@@ -6,18 +6,16 @@ Docs: https://llmcourse.github.io/llmcourse/serve.html.md"""
 
 # %% ../nbs/14_serve.ipynb #df6d7884
 from __future__ import annotations
-import argparse, asyncio, base64, hmac, io, json, math, os, re, socket, sys, threading, time
+import argparse, asyncio, base64, hashlib, hmac, os, re, socket, sys, threading, time, uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable
 
 # %% auto #0
-__all__ = ['MODEL_KINDS', 'WHISPER_RATE', 'MIN_SPEECH_RATE', 'MAX_UPLOAD_BYTES', 'APIError', 'ModelSpec', 'default_threads',
-           'ServeConfig', 'mean_pool_normalise', 'MiniLMEmbedder', 'LlamaChatModel', 'llama_error', 'WorkerStream',
-           'sse', 'SSEResponse', 'decode_audio_upload', 'wav_bytes', 'WhisperTranscriber', 'ModelPool', 'ChatMessage',
-           'ChatCompletionRequest', 'CompletionRequest', 'EmbeddingRequest', 'make_app', 'free_port',
-           'BackgroundServer', 'serve_parser', 'serve_config_from_args', 'serve_cli']
+__all__ = ['MODEL_KINDS', 'MODEL_ID', 'MAX_EMBEDDING_INPUTS', 'MAX_CHOICES', 'GRACEFUL_SHUTDOWN_S', 'LOOPBACK', 'ModelSpec',
+           'default_threads', 'ServeConfig', 'SentenceEmbedder', 'WhisperTranscriber', 'ModelPool', 'make_app',
+           'free_port', 'BackgroundServer', 'serve_parser', 'serve_config_from_args', 'serve_cli']
 
 # %% ../nbs/14_serve.ipynb #bc61f034
 import numpy as np
@@ -26,62 +24,64 @@ import anyio
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from .data import SHIPPED_MODELS
-
-# %% ../nbs/14_serve.ipynb #84a02ea4
-class APIError(Exception):
-    "An error the server answers with HTTP `status` and an OpenAI-style JSON body."
-    def __init__(self,
-                 status:int, # the HTTP status: 400 bad request, 401 no or wrong key, 404 unknown model, 500 our fault
-                 message:str, # what was wrong and what to do about it, for a person
-                 type:str="invalid_request_error", # OpenAI's error type
-                 code:str|None=None, # a code for programs, e.g. "model_not_found"
-                 param:str|None=None, # the request field at fault, e.g. "model"
-                ):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
-
-    def body(self) -> dict:
-        "The JSON body OpenAI's API sends for this error."
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+# What the server takes from earlier lessons, in one place: these arrows are what it serves.
+from .data import SHIPPED_MODELS, AudioError, load_audio       # lesson 01: shipped models, the one audio loader
+from .bert import bert_from_pretrained, sentence_embeddings    # lesson 07: MiniLM's sentence vectors
+from .whisper import SAMPLE_RATE as WHISPER_RATE, faster_whisper_model, transcribe as whisper_transcribe # lesson 10
+from .openai_api import (APIError, BodyLimits, ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
+                                  GenerationBody, SSEResponse, short_repr, sse, validation_api_error)
+from .batching import Answers, BatchedChat, EngineBusy, SamplingParams # this lesson's engine: lesson 11's Llama
 
 # %% ../nbs/14_serve.ipynb #0505ca48
 MODEL_KINDS = {"chat": ("/v1/chat/completions", "/v1/completions"), "embedding": ("/v1/embeddings",),
                "transcription": ("/v1/audio/transcriptions",)}
+MODEL_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,95}" # a model name or alias: no slash, no space, so never a path
 
 @dataclass
 class ModelSpec:
     "One model the server offers: its `name`, the `kind` of endpoint that serves it, and where its weights are."
     name: str # the id clients send as `model`
-    kind: str # "chat" (chat + completions in llama.cpp), "embedding" (a sentence-transformers BERT) or "transcription" (Whisper)
-    path: str # a GGUF file or model folder, or `shipped:<name>` for a model shipped on PyPI
+    kind: str # "chat" (lesson 11's Llama, batched), "embedding" (lesson 07's BERT) or "transcription" (lesson 10's Whisper)
+    path: str # `shipped:<name>` for a model shipped on PyPI, or a path inside the config file's folder
     aliases: list[str] = field(default_factory=list) # other ids that reach this model, e.g. "gpt-4o-mini"
-    n_ctx: int = 2048 # chat: the context length llama.cpp allocates, in tokens
+    n_ctx: int = 2048 # chat: prompt and answer together, in tokens
     max_tokens: int = 256 # chat: the answer length when a request sets none
+    max_tokens_limit: int = 1024 # chat: a request asking for more gets a 400
+    max_batch: int = 32 # chat: answers decoded together at most (1: one at a time)
+    kv_cache_tokens: int = 8192 # chat: positions in the paged KV cache, shared by the batch
     max_length: int = 256 # embedding: longer inputs are truncated to this many tokens (MiniLM was trained at 256)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"Model {self.name!r} has kind {self.kind!r}; use one of {sorted(MODEL_KINDS)}.")
         if isinstance(self.aliases, str): self.aliases = [self.aliases]
+        for i in self.ids:
+            if not isinstance(i, str) or not re.fullmatch(MODEL_ID, i):
+                raise ValueError(f"Model id {i!r} is not allowed: use letters, digits and . _ : - (at most 96).")
+        if self.kv_cache_tokens < self.n_ctx:
+            raise ValueError(f"Model {self.name!r}: kv_cache_tokens={self.kv_cache_tokens} cannot hold one request of n_ctx={self.n_ctx}.")
 
     @property
     def ids(self) -> list[str]: return [self.name, *self.aliases]
 
     def resolve(self,
-                base:str|Path|None=None, # the folder relative paths start from (the config file's folder)
+                base:str|Path|None=None, # the config file's folder: relative paths start there and may not leave it
                ) -> Path:
-        "The weights on disk: a shipped model's location, or `path` (relative to `base`)."
+        "The weights on disk: a shipped model's location, or `path` inside `base`."
         if self.path.startswith("shipped:"):
             key = self.path.split(":", 1)[1]
             if key not in SHIPPED_MODELS:
                 raise ValueError(f"Model {self.name!r}: no shipped model {key!r}; shipped are {sorted(SHIPPED_MODELS)}.")
             return Path(SHIPPED_MODELS[key]())
-        p = Path(self.path).expanduser()
-        if not p.is_absolute() and base is not None: p = Path(base)/p
+        if base is None or Path(self.path).is_absolute():
+            raise ValueError(f"Model {self.name!r}: path {self.path!r} must be relative to the config file's folder "
+                             "(put the model there, or link it there), or `shipped:<name>`.")
+        root = os.path.normpath(os.path.abspath(base))
+        p = Path(os.path.normpath(os.path.join(root, self.path)))
+        if os.path.commonpath([root, str(p)]) != root:
+            raise ValueError(f"Model {self.name!r}: path {self.path!r} leaves the config's folder {root}; keep models inside it.")
         if not p.exists(): raise FileNotFoundError(f"Model {self.name!r}: {p} does not exist; fix `path` in the config.")
         return p
 
@@ -90,15 +90,18 @@ def _load_table(path:Path) -> dict:
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml
-        return yaml.safe_load(text) or {}
-    if path.suffix == ".toml":
+        d = yaml.safe_load(text) or {}
+    elif path.suffix == ".toml":
         try: import tomllib
         except ImportError: import tomli as tomllib # Python 3.10
-        return tomllib.loads(text)
-    raise ValueError(f"{path}: a config file ends in .yaml, .yml or .toml, not {path.suffix!r}.")
+        d = tomllib.loads(text)
+    else: raise ValueError(f"{path}: a config file ends in .yaml, .yml or .toml, not {path.suffix!r}.")
+    if not isinstance(d, dict): raise ValueError(f"{path}: the config must be a table with `server` and `models`.")
+    return d
 
 def _checked(d:dict, cls, where:str) -> dict:
-    known = {f.name for f in fields(cls) if f.init}
+    if not isinstance(d, dict): raise ValueError(f"{where}: expected a table of settings, got {short_repr(d)}.")
+    known = {f.name for f in fields(cls) if f.init} - {"base_dir"} # where paths start comes from the file's place
     unknown = set(d) - known
     if unknown: raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; the keys are {sorted(known)}.")
     return d
@@ -109,14 +112,20 @@ def default_threads() -> int:
 
 @dataclass
 class ServeConfig:
-    "What `llmcourse serve` offers and how: the models, the address, the optional API key and the CPU threads."
+    "What `llmcourse serve` offers and how: the models, the address, the key, the threads and the limits."
     models: list[ModelSpec] # the models, see `ModelSpec`
     host: str = "127.0.0.1" # the address to listen on; 127.0.0.1 answers only this machine
     port: int = 8000 # the TCP port
     api_key: str|None = None # when set, requests must send `Authorization: Bearer <api_key>`
-    threads: int = field(default_factory=default_threads) # CPU threads per model (llama.cpp `n_threads`, CTranslate2, torch)
+    threads: int = field(default_factory=default_threads) # CPU threads per model (torch, CTranslate2)
     preload: bool = True # load every model at start-up (else on its first request)
-    base_dir: str|None = field(default=None, compare=False) # where relative model paths start
+    max_n: int = 4 # answers per request at most (`n`)
+    max_waiting: int = 256 # chat answers waiting for a place in the batch at most; more get 429
+    request_timeout: float = 300.0 # seconds a chat request may take, waiting included; then 408
+    body_timeout: float = 30.0 # seconds a client may take to send its request body; then 408
+    max_json_bytes: int = 2 * 2**20 # larger JSON bodies get 413
+    max_upload_bytes: int = 25 * 2**20 # OpenAI's limit for an audio upload; larger uploads get 413
+    base_dir: str|None = field(default=None, compare=False) # the config file's folder, where model paths start
 
     def __post_init__(self):
         ids = [i for m in self.models for i in m.ids]
@@ -125,7 +134,7 @@ class ServeConfig:
 
     @classmethod
     def shipped(cls, **kwargs) -> ServeConfig:
-        "The three models that ship on PyPI, under their names and OpenAI-style aliases (the same as the example config shipped with the package)."
+        "The three models that ship on PyPI, under their names and OpenAI-style aliases (as in the example config)."
         return cls(models=[
             ModelSpec("smollm2-135m-instruct", "chat", "shipped:smollm2", aliases=["gpt-4o-mini"]),
             ModelSpec("all-minilm-l6-v2", "embedding", "shipped:minilm", aliases=["text-embedding-3-small"]),
@@ -139,7 +148,8 @@ class ServeConfig:
         "A config from a parsed YAML/TOML table."
         unknown = set(d) - {"server", "models"}
         if unknown: raise ValueError(f"Config: unknown section(s) {sorted(unknown)}; use `server` and `models`.")
-        if not d.get("models"): raise ValueError("Config: the `models` list is empty; name at least one model.")
+        if not d.get("models") or not isinstance(d["models"], list):
+            raise ValueError("Config: `models` must be a non-empty list; name at least one model.")
         models = [ModelSpec(**_checked(m, ModelSpec, f"models[{i}]")) for i, m in enumerate(d["models"])]
         server = _checked(dict(d.get("server") or {}), cls, "server")
         return cls(models=models, base_dir=None if base_dir is None else str(base_dir), **server)
@@ -150,223 +160,47 @@ class ServeConfig:
                  ) -> ServeConfig:
         "Read a config file; model paths in it are relative to its folder."
         path = Path(path).expanduser()
-        if not path.exists(): raise FileNotFoundError(f"No config file at {path}; see llmcourse/assets/serve/models.yaml for an example.")
+        if not path.is_file(): raise FileNotFoundError(f"No config file at {path}; see llmcourse/assets/serve/models.yaml for an example.")
         return cls.from_dict(_load_table(path), base_dir=path.parent.resolve())
 
-# %% ../nbs/14_serve.ipynb #7c61460b
-def mean_pool_normalise(
-    hidden:torch.Tensor, # (B, T, H) the last hidden states
-    mask:torch.Tensor, # (B, T) 1 for real tokens, 0 for padding
-) -> torch.Tensor:
-    "Sentence vectors: the mean of `hidden` over the tokens `mask` keeps, scaled to unit length."
-    m = mask.unsqueeze(-1).to(hidden.dtype)            # (B, T, 1)
-    summed = (hidden * m).sum(1)                       # (B, H)
-    counts = m.sum(1).clamp(min=1e-9)                  # (B, 1)
-    return torch.nn.functional.normalize(summed / counts, p=2, dim=1)  # (B, H), each row of length 1
-
 # %% ../nbs/14_serve.ipynb #041dcda0
-class MiniLMEmbedder:
-    "Sentence embeddings from a BERT folder such as all-MiniLM-L6-v2: `embed(texts)` gives unit vectors and a token count."
+class SentenceEmbedder:
+    "Lesson 07's encoder and `sentence_embeddings` behind a lock: `embed(texts)` gives unit vectors and a token count."
     def __init__(self,
-                 path:str|Path, # a folder with config.json, the weights and the tokenizer
+                 path:str|Path, # a BERT folder with config.json, the weights and the tokenizer
                  max_length:int=256, # longer texts are truncated to this many tokens
-                 batch_size:int=64, # texts per forward pass
                 ):
-        from transformers import AutoModel, AutoTokenizer
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path)).eval()
-        self.max_length, self.batch_size = max_length, batch_size
-        self.dim = self.model.config.hidden_size
-        self.lock = threading.Lock()
+        from transformers import AutoTokenizer
+        self.model, self.tokenizer = bert_from_pretrained(path), AutoTokenizer.from_pretrained(str(path))
+        self.max_length, self.dim, self.lock = max_length, self.model.cfg.d_model, threading.Lock()
 
-    def embed(self,
-              texts:list[str], # the texts to embed
-             ) -> tuple[np.ndarray, int]:
+    def embed(self, texts:list[str]) -> tuple[np.ndarray, int]:
         "The (N, H) unit vectors of `texts` and the number of tokens read."
-        out, n_tokens = [], 0
-        with self.lock, torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(texts[i:i+self.batch_size], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state          # (B, T, H)
-                out.append(mean_pool_normalise(hidden, batch["attention_mask"]))
-                n_tokens += int(batch["attention_mask"].sum())
-        return torch.cat(out).float().numpy(), n_tokens
+        with self.lock:
+            vecs = sentence_embeddings(self.model, self.tokenizer, texts, max_length=self.max_length)  # (N, H)
+            n = sum(map(len, self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]))
+        return vecs.float().numpy(), n
 
-# %% ../nbs/14_serve.ipynb #966a4071
-class LlamaChatModel:
-    "A GGUF model in llama.cpp with the `lock` that serialises its use (a `Llama` object is not thread-safe)."
-    def __init__(self,
-                 path:str|Path, # the .gguf file
-                 n_ctx:int=2048, # the context length in tokens
-                 threads:int|None=None, # CPU threads for prompt evaluation and generation; default `default_threads()`
-                ):
-        from llama_cpp import Llama
-        threads = threads or default_threads()
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
-        self.n_ctx = n_ctx
-        self.lock = threading.Lock()
-
-    def __call__(self,
-                 method:str, # "create_chat_completion" or "create_completion"
-                 **kwargs, # passed on to that method of `Llama`
-                ):
-        "Call `self.llm.<method>(**kwargs)` while holding the lock."
-        with self.lock: return getattr(self.llm, method)(**kwargs)
-
-# %% ../nbs/14_serve.ipynb #c3e72db1
-def llama_error(
-    e:Exception, # what llama-cpp-python raised
-    param:str="messages", # the request field that carried the prompt
-) -> APIError:
-    "The `APIError` to answer for an exception from llama.cpp: 400 for a prompt past the context, else 500."
-    m = re.search(r"Requested tokens \((\d+)\) exceed context window of (\d+)", str(e))
-    if m: return APIError(400, f"This model's maximum context length is {m[2]} tokens, but the prompt has {m[1]} "
-                               f"tokens. Shorten the {param}, or serve the model with a larger n_ctx.",
-                          code="context_length_exceeded", param=param)
-    if isinstance(e, ValueError): return APIError(400, f"llama.cpp refused the request: {e}", param=param)
-    return APIError(500, f"llama.cpp failed: {type(e).__name__}: {e}", type="server_error")
-
-# %% ../nbs/14_serve.ipynb #daa940f8
-_END = object()
-
-class WorkerStream:
-    "Run a blocking iterator in a worker thread that holds `lock`; read it with `async for`; `close()` stops it."
-    def __init__(self,
-                 make_iter:Callable[[], Iterator], # called in the worker, under the lock
-                 lock:threading.Lock, # the model's lock
-                ):
-        self._loop, self._queue, self._stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
-        self.finished = False # True once the iterator ran to its end (or raised)
-        self.thread = threading.Thread(target=self._work, args=(make_iter, lock), daemon=True, name="llmcourse-stream")
-        self.thread.start()
-
-    def _put(self, item):
-        try: self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError: pass # the event loop is gone (server shutting down)
-
-    def _work(self, make_iter, lock):
-        try:
-            with lock:
-                if self._stop.is_set(): return
-                it = iter(make_iter())
-                try:
-                    for item in it:
-                        if self._stop.is_set(): break
-                        self._put(item)
-                finally:
-                    if hasattr(it, "close"): it.close()
-        except Exception as e: self._put(e)
-        finally: self._put(_END)
-
-    def __aiter__(self): return self
-
-    async def __anext__(self):
-        if self.finished: raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is _END or isinstance(item, Exception): self.finished = True
-        if item is _END: raise StopAsyncIteration
-        if isinstance(item, Exception): raise item
-        return item
-
-    def close(self):
-        "Ask the worker to stop at its next item (it then releases the lock)."
-        self._stop.set()
-
-# %% ../nbs/14_serve.ipynb #ddeb9d9a
-def sse(
-    data:dict|str, # a JSON-able object, or the final "[DONE]"
-) -> str:
-    "One server-sent event carrying `data`."
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
-
-class SSEResponse(StreamingResponse):
-    "A `text/event-stream` response that calls `on_close` when it ends, whether finished or cut off by the client."
-    media_type = "text/event-stream"
-    def __init__(self, content, on_close:Callable[[], None]):
-        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.on_close = on_close
-
-    async def __call__(self, scope, receive, send):
-        try: await super().__call__(scope, receive, send)
-        finally: self.on_close()
-
-# %% ../nbs/14_serve.ipynb #f4fd883d
-WHISPER_RATE = 16_000 # Hz, the rate Whisper's features are computed at
-MIN_SPEECH_RATE = 8_000 # Hz, below this a recording cannot hold speech well (telephone quality is 8 kHz)
-MAX_UPLOAD_BYTES = 25 * 2**20 # OpenAI's limit for an audio upload
-
-def decode_audio_upload(
-    data:bytes, # the uploaded file
-    filename:str="audio", # its name, for error messages
-) -> np.ndarray:
-    "Samples of an uploaded audio file as float32 mono at 16 kHz; an `APIError` 400 when it is not usable audio."
-    import soundfile as sf
-    from scipy.signal import resample_poly
-    if not data: raise APIError(400, f"The uploaded file {filename!r} is empty.", param="file")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise APIError(400, f"{filename!r} has {len(data)} bytes; the limit is {MAX_UPLOAD_BYTES}.", param="file")
-    try:
-        x, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)   # (N, channels)
-        x = x.mean(1)                                                          # (N,)
-    except Exception:
-        try:
-            from faster_whisper.audio import decode_audio # PyAV: mp3, m4a, webm, ...; resamples to 16 kHz itself
-            x, rate = decode_audio(io.BytesIO(data), sampling_rate=WHISPER_RATE), WHISPER_RATE
-        except Exception:
-            raise APIError(400, f"Could not decode {filename!r} as audio. Upload a WAV, FLAC, OGG or MP3 file.",
-                           code="invalid_audio", param="file") from None
-    if rate < MIN_SPEECH_RATE:
-        raise APIError(400, f"{filename!r} is sampled at {rate} Hz; speech needs at least {MIN_SPEECH_RATE} Hz and "
-                            f"Whisper works at {WHISPER_RATE} Hz. Export it at 16 kHz, e.g. "
-                            f"`ffmpeg -i in.wav -ar 16000 out.wav`.", code="invalid_sample_rate", param="file")
-    if len(x) == 0: raise APIError(400, f"{filename!r} holds no audio samples.", code="invalid_audio", param="file")
-    if rate != WHISPER_RATE:
-        g = math.gcd(rate, WHISPER_RATE)
-        x = resample_poly(x, WHISPER_RATE // g, rate // g)                      # (N * 16000 / rate,)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-def wav_bytes(
-    audio:np.ndarray, # float samples in [-1, 1]
-    rate:int, # the sample rate in Hz
-) -> bytes:
-    "A 16-bit mono PCM WAV file holding `audio`, as bytes (what a client uploads)."
-    buf = io.BytesIO()
-    with __import__("wave").open(buf, "wb") as w:
-        w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
-
-# %% ../nbs/14_serve.ipynb #28dda240
 class WhisperTranscriber:
-    "Whisper in CTranslate2 through faster-whisper: `transcribe(audio)` gives the text and its segments."
+    "Lesson 10's faster-whisper model and `transcribe`, behind a lock."
     def __init__(self,
                  path:str|Path, # the CTranslate2 model folder (model.bin, tokenizer.json)
                  threads:int|None=None, # CPU threads; default `default_threads()`
                 ):
-        from faster_whisper import WhisperModel
-        threads = threads or default_threads()
-        self.model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads)
-        self.lock = threading.Lock()
+        self.model, self.lock = faster_whisper_model(path, cpu_threads=threads or default_threads()), threading.Lock()
 
     def transcribe(self,
                    audio:np.ndarray, # float32 mono samples at 16 kHz
                    language:str|None=None, # a language code; an English-only model accepts only "en"
-                   prompt:str|None=None, # text that comes before the audio (names, spelling)
-                   temperature:float=0.0, # 0 for greedy decoding
-                  ) -> dict:
-        "The text of `audio` with its language, duration and timed segments."
-        if language and language != "en" and not self.model.model.is_multilingual:
-            raise APIError(400, f"This Whisper model knows only English; language={language!r} cannot be used.",
+                  ):
+        "Lesson 10's `Transcript` of `audio`: the text and its timed segments (greedy decoding, one beam)."
+        multilingual = self.model.model.is_multilingual
+        if language and language != "en" and not multilingual:
+            raise APIError(400, f"This Whisper model knows only English; language={short_repr(language)} cannot be used.",
                            param="language")
         with self.lock:
-            segments, info = self.model.transcribe(audio, language=language, initial_prompt=prompt,
-                                                   temperature=temperature, beam_size=1, vad_filter=False)
-            segments = list(segments) # decoding happens while we iterate
-        return {"text": "".join(s.text for s in segments).strip(), "language": info.language,
-                "duration": round(info.duration, 3),
-                "segments": [{"id": i, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
-                             for i, s in enumerate(segments)]}
+            return whisper_transcribe(audio, sample_rate=WHISPER_RATE, model=self.model, beam_size=1,
+                                      language=language or (None if multilingual else "en"))
 
 # %% ../nbs/14_serve.ipynb #f7675aa7
 class ModelPool:
@@ -385,7 +219,7 @@ class ModelPool:
         "The `ModelSpec` for `model`: `APIError` 404 if no model has that id, 400 if it cannot serve `endpoint`."
         spec = self.by_id.get(model)
         if spec is None:
-            raise APIError(404, f"The model {model!r} does not exist on this server. Available: "
+            raise APIError(404, f"The model {short_repr(model)} does not exist on this server. Available: "
                                 f"{', '.join(self.by_id)}.", code="model_not_found", param="model")
         if spec.kind != kind:
             fits = [m.name for m in self.cfg.models if m.kind == kind]
@@ -394,12 +228,15 @@ class ModelPool:
         return spec
 
     def load(self, spec:ModelSpec):
-        "The loaded model for `spec` (loading it the first time)."
+        "The loaded model for `spec` (loading it the first time; a chat model's engine starts its thread)."
         with self._load_lock:
             if spec.name not in self.loaded:
                 path, t = spec.resolve(self.cfg.base_dir), self.cfg.threads
-                if spec.kind == "chat": obj = LlamaChatModel(path, n_ctx=spec.n_ctx, threads=t)
-                elif spec.kind == "embedding": obj = MiniLMEmbedder(path, max_length=spec.max_length)
+                if spec.kind == "chat":
+                    obj = BatchedChat.from_gguf(path, max_batch=spec.max_batch, kv_cache_tokens=spec.kv_cache_tokens,
+                                                max_waiting=self.cfg.max_waiting)
+                    obj.engine.start()
+                elif spec.kind == "embedding": obj = SentenceEmbedder(path, max_length=spec.max_length)
                 else: obj = WhisperTranscriber(path, threads=t)
                 self.loaded[spec.name] = obj
             return self.loaded[spec.name]
@@ -408,116 +245,88 @@ class ModelPool:
         "Load every model of the config."
         for m in self.cfg.models: self.load(m)
 
+    def close(self):
+        "Stop the chat engines' threads."
+        for m in self.loaded.values():
+            if isinstance(m, BatchedChat): m.engine.stop()
+
     async def get(self, model:str, kind:str, endpoint:str) -> tuple[ModelSpec, Any]:
         "The spec and the loaded model for a request (loading happens in a worker thread)."
         spec = self.spec(model, kind, endpoint)
         obj = self.loaded.get(spec.name) or await anyio.to_thread.run_sync(self.load, spec)
         return spec, obj
 
-# %% ../nbs/14_serve.ipynb #bc8e6bcd
-class ChatMessage(BaseModel):
-    "One message of a chat: a `role` and its text `content` (a string or a list of text parts)."
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str|list[dict]|None = None
-
-    def text(self) -> str:
-        if self.content is None or isinstance(self.content, str): return self.content or ""
-        parts = []
-        for p in self.content:
-            if p.get("type") != "text":
-                raise APIError(400, f"This server reads text only; a message part of type {p.get('type')!r} "
-                                    "cannot be used.", param="messages")
-            parts.append(p.get("text", ""))
-        return "".join(parts)
-
-class _Generation(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    max_tokens: int|None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    stop: str|list[str]|None = None
-    seed: int|None = None
-    presence_penalty: float = Field(0.0, ge=-2, le=2)
-    frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    stream: bool = False
-    n: int = 1
-
-    def llama_kwargs(self, spec:ModelSpec) -> dict:
-        if self.n != 1: raise APIError(400, f"n={self.n} is not supported here; send {self.n} requests.", param="n")
-        return dict(max_tokens=self.max_tokens or spec.max_tokens, temperature=self.temperature, top_p=self.top_p,
-                    stop=self.stop or [], seed=self.seed, presence_penalty=self.presence_penalty,
-                    frequency_penalty=self.frequency_penalty)
-
-class ChatCompletionRequest(_Generation):
-    "The body of `POST /v1/chat/completions`."
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int|None = Field(None, ge=1)
-
-class CompletionRequest(_Generation):
-    "The body of `POST /v1/completions`."
-    prompt: str|list[str]
-    max_tokens: int|None = Field(16, ge=1) # OpenAI's default for completions
-    echo: bool = False
-
-class EmbeddingRequest(BaseModel):
-    "The body of `POST /v1/embeddings`."
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    input: str|list[str]|list[int]|list[list[int]]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int|None = None
-
 # %% ../nbs/14_serve.ipynb #deba5cae
-def _validation_error(exc:RequestValidationError) -> APIError:
-    errs = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errs):
-        return APIError(400, "We could not parse the JSON body of your request: it is not valid JSON. "
-                             "Send a JSON object with Content-Type: application/json.", code="invalid_json")
-    e = errs[0] if errs else {}
-    if tuple(e.get("loc", ())) == ("body",): # no body, or not a JSON object (a list, or the wrong Content-Type)
-        return APIError(400, "The body must be a JSON object, sent with Content-Type: application/json.",
-                        code="invalid_json")
-    loc = [str(x) for x in e.get("loc", ()) if x not in ("body",)]
-    param = ".".join(loc) or None
-    return APIError(400, f"Invalid request: {e.get('msg', 'bad body')} (at {param or 'the body'}).", param=param)
+MAX_EMBEDDING_INPUTS = 2048 # OpenAI's limit on the texts of one embeddings request
+MAX_CHOICES = 32 # answers (prompts x n) of one completions request at most
 
-def _chat_kwargs(req:ChatCompletionRequest, spec:ModelSpec) -> dict:
-    kw = req.llama_kwargs(spec)
-    if req.max_completion_tokens: kw["max_tokens"] = req.max_completion_tokens
-    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
-    return dict(messages=msgs, **kw)
+def _sampling(body:GenerationBody, spec:ModelSpec, cfg:ServeConfig, default_tokens:int) -> SamplingParams:
+    "The engine's `SamplingParams` for a request, after checking `n` and `max_tokens` against the caps."
+    if body.n > cfg.max_n: raise APIError(400, f"n={body.n}: this server gives at most {cfg.max_n} answers per request.", param="n")
+    want = body.max_tokens or default_tokens
+    if want > spec.max_tokens_limit:
+        raise APIError(400, f"max_tokens={want}: {spec.name} writes at most {spec.max_tokens_limit} tokens per answer.",
+                       param="max_tokens")
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(s for s in body.stop or () if s)
+    return SamplingParams(max_tokens=want, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
+                          presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty)
 
-async def _llama_stream(model:LlamaChatModel, method:str, kwargs:dict, name:str, param:str, stats:dict) -> SSEResponse:
-    stream = WorkerStream(lambda: getattr(model.llm, method)(stream=True, **kwargs), model.lock)
-    try: first = await stream.__anext__()
-    except StopAsyncIteration: first = None
-    except Exception as e:
-        stream.close(); raise (e if isinstance(e, APIError) else llama_error(e, param))
+def _fit(prompts:list[list[int]], params:SamplingParams, spec:ModelSpec, param:str) -> SamplingParams:
+    "Refuse prompts longer than the context; shorten `max_tokens` to what is left of it (as llama.cpp does)."
+    longest = max(map(len, prompts))
+    if longest >= spec.n_ctx:
+        raise APIError(400, f"This model's maximum context length is {spec.n_ctx} tokens, but the prompt has {longest} "
+                            f"tokens. Shorten the {param}, or serve the model with a larger n_ctx.",
+                       code="context_length_exceeded", param=param)
+    if not all(prompts): raise APIError(400, f"The {param} is empty: there is nothing to continue.", param=param)
+    return replace(params, max_tokens=min(params.max_tokens, spec.n_ctx - longest))
+
+def _submit(chat:BatchedChat, prompts:list[list[int]], params:SamplingParams, n:int, timeout:float) -> Answers:
+    try: return Answers(chat, prompts, params, n, timeout)
+    except EngineBusy as e: raise APIError(429, f"The server is busy: {e}", type="requests", code="rate_limit_exceeded") from None
+
+def _finish_error(reason:str, timeout:float) -> APIError|None:
+    "The error for an answer that ended badly, or None."
+    if reason == "timeout": return APIError(408, f"The answer took longer than this server allows ({timeout:g} s); ask "
+                                                 "for fewer tokens or try again.", code="timeout")
+    if reason.startswith("error"): return APIError(500, f"The model failed: {reason[7:]}", type="server_error")
+    return None
+
+async def _collect(answers:Answers, request:Request, timeout:float) -> tuple[dict, dict]:
+    "Every answer's text and finish reason; the answers are cancelled if the client leaves first."
+    texts, reasons = {}, {}
+    try:
+        while answers.open:
+            try: i, text, reason = await asyncio.wait_for(answers.next(), 1.0)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected(): answers.cancel(); break
+                continue
+            texts[i] = texts.get(i, "") + text
+            if reason: reasons[i] = reason
+    except asyncio.CancelledError: answers.cancel(); raise
+    for r in reasons.values():
+        if (e := _finish_error(r, timeout)): raise e
+    return texts, reasons
+
+def _stream(answers:Answers, chunk:Callable, head:list[dict], stats:dict, timeout:float) -> SSEResponse:
+    "An SSE response: the `head` events, one `chunk(index, text, finish_reason)` per piece of text, then [DONE]."
     stats["streams_open"] += 1
-
     async def events():
-        chunk = first
-        try:
-            while chunk is not None:
-                yield sse({**chunk, "model": name})
-                try: chunk = await stream.__anext__()
-                except StopAsyncIteration: chunk = None
-        except Exception as e: # the model failed mid-stream: tell the client, as OpenAI does
-            yield sse(llama_error(e, param).body())
+        for h in head: yield sse(h)
+        while answers.open:
+            i, text, reason = await answers.next()
+            if text: yield sse(chunk(i, text, None))
+            if reason and (e := _finish_error(reason, timeout)): yield sse(e.body()) # how OpenAI reports a failure mid-stream
+            elif reason: yield sse(chunk(i, None, reason))
         yield sse("[DONE]")
-
+        if answers.completed: stats["responses_completed"] += 1
     def on_close():
-        stream.close()
+        answers.cancel()
         stats["streams_open"] -= 1
-        if not stream.finished: stats["streams_cut_off"] += 1
+        if not answers.completed: stats["streams_cut_off"] += 1
     return SSEResponse(events(), on_close)
 
-async def _llama_call(model:LlamaChatModel, method:str, kwargs:dict, param:str) -> dict:
-    try: return await anyio.to_thread.run_sync(lambda: model(method, **kwargs))
-    except APIError: raise
-    except Exception as e: raise llama_error(e, param) from None
+def _digest(s:str) -> bytes: return hashlib.sha256(s.encode("utf-8", "surrogatepass")).digest()
 
 # %% ../nbs/14_serve.ipynb #0e59c94e
 def make_app(
@@ -525,85 +334,113 @@ def make_app(
 ) -> FastAPI:
     "The FastAPI app that serves `cfg`'s models under OpenAI's `/v1` routes."
     pool, started = ModelPool(cfg), int(time.time())
-    stats = {"streams_open": 0, "streams_cut_off": 0}
+    stats = {"streams_open": 0, "streams_cut_off": 0, "responses_completed": 0}
 
     @asynccontextmanager
     async def lifespan(app):
         if cfg.preload: await anyio.to_thread.run_sync(pool.load_all)
         yield
+        pool.close()
 
     app = FastAPI(title="llmcourse serve", version="1", lifespan=lifespan)
     app.state.pool, app.state.stats = pool, stats
+    app.add_middleware(BodyLimits, timeout=cfg.body_timeout,
+                       limit_for=lambda path: cfg.max_upload_bytes if path.endswith("/audio/transcriptions") else cfg.max_json_bytes)
 
     @app.exception_handler(APIError)
-    async def _api_error(request, exc:APIError): return JSONResponse(exc.body(), status_code=exc.status)
+    async def _api_error(request, exc:APIError): return exc.response()
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request, exc): e = _validation_error(exc); return JSONResponse(e.body(), status_code=e.status)
+    async def _invalid(request, exc): return validation_api_error(exc).response()
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc):
-        e = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
-                     code="not_found" if exc.status_code == 404 else None)
-        return JSONResponse(e.body(), status_code=e.status)
+        return APIError(exc.status_code, f"{request.method} {request.url.path[:100]}: {exc.detail}",
+                        code="not_found" if exc.status_code == 404 else None).response()
     @app.exception_handler(Exception)
     async def _crash(request, exc):
-        e = APIError(500, f"The server failed: {type(exc).__name__}: {exc}", type="server_error")
-        return JSONResponse(e.body(), status_code=500)
+        return APIError(500, f"The server failed: {type(exc).__name__}: {str(exc)[:200]}", type="server_error").response()
 
     def check_key(request:Request):
         if not cfg.api_key: return
         auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         if not token:
             raise APIError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <key>` "
                                 "(the openai client: `OpenAI(api_key=...)`).", code="invalid_api_key")
-        if not hmac.compare_digest(token.encode(), cfg.api_key.encode()):
+        if not hmac.compare_digest(_digest(token), _digest(cfg.api_key)): # constant time, equal lengths
             raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "streams_open": stats["streams_open"], "streams_cut_off": stats["streams_cut_off"],
-                "models": {m.name: {"kind": m.kind, "loaded": m.name in pool.loaded,
-                                    "busy": m.name in pool.loaded and pool.loaded[m.name].lock.locked()}
-                           for m in cfg.models}}
+        def state(m):
+            if m.name not in pool.loaded: return {"kind": m.kind, "loaded": False, "busy": False}
+            obj = pool.loaded[m.name]
+            if isinstance(obj, BatchedChat):
+                e = obj.engine
+                return {"kind": m.kind, "loaded": True, "busy": bool(e.running or e.waiting), "running": len(e.running),
+                        "waiting": len(e.waiting), "free_kv_blocks": len(e.cache.free), "tokens_out": e.tokens_out}
+            return {"kind": m.kind, "loaded": True, "busy": obj.lock.locked()}
+        return {"status": "ok", **stats, "models": {m.name: state(m) for m in cfg.models}}
 
-    def _model_card(i:str, m:ModelSpec) -> dict:
-        return {"id": i, "object": "model", "created": started, "owned_by": "llmcourse", "kind": m.kind,
-                "root": m.name}
+    def card(i:str, m:ModelSpec) -> dict:
+        return {"id": i, "object": "model", "created": started, "owned_by": "llmcourse", "kind": m.kind, "root": m.name}
 
     @v1.get("/models")
-    async def list_models():
-        return {"object": "list", "data": [_model_card(i, m) for i, m in pool.by_id.items()]}
+    async def list_models(): return {"object": "list", "data": [card(i, m) for i, m in pool.by_id.items()]}
 
     @v1.get("/models/{model_id:path}")
     async def get_model(model_id:str):
         if model_id not in pool.by_id:
-            raise APIError(404, f"The model {model_id!r} does not exist on this server.", code="model_not_found",
+            raise APIError(404, f"The model {short_repr(model_id)} does not exist on this server.", code="model_not_found",
                            param="model")
-        return _model_card(model_id, pool.by_id[model_id])
+        return card(model_id, pool.by_id[model_id])
 
     @v1.post("/chat/completions")
-    async def chat_completions(req:ChatCompletionRequest):
-        spec, model = await pool.get(req.model, "chat", "/v1/chat/completions")
-        kw = _chat_kwargs(req, spec)
-        if req.stream: return await _llama_stream(model, "create_chat_completion", kw, spec.name, "messages", stats)
-        return {**await _llama_call(model, "create_chat_completion", kw, "messages"), "model": spec.name}
+    async def chat_completions(req:ChatCompletionRequest, request:Request):
+        spec, chat = await pool.get(req.model, "chat", "/v1/chat/completions")
+        if req.max_completion_tokens: req.max_tokens = req.max_completion_tokens
+        params = _sampling(req, spec, cfg, spec.max_tokens)
+        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+        try: prompts = [chat.chat_prompt(msgs)]
+        except Exception as e: raise APIError(400, f"The chat template refused these messages: {e}", param="messages") from None
+        answers = _submit(chat, prompts, _fit(prompts, params, spec, "messages"), req.n, cfg.request_timeout)
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": spec.name}
+        if req.stream:
+            def chunk(i, text, reason):
+                return {**head, "object": "chat.completion.chunk", "choices": [{"index": i, "delta": {} if text is None
+                        else {"content": text}, "logprobs": None, "finish_reason": reason}]}
+            first = [{**head, "object": "chat.completion.chunk", "choices": [{"index": i, "delta": {"role": "assistant",
+                      "content": ""}, "logprobs": None, "finish_reason": None}]} for i in range(req.n)]
+            return _stream(answers, chunk, first, stats, cfg.request_timeout)
+        texts, reasons = await _collect(answers, request, cfg.request_timeout)
+        stats["responses_completed"] += 1
+        return {**head, "object": "chat.completion", "usage": answers.usage(prompts),
+                "choices": [{"index": i, "message": {"role": "assistant", "content": texts.get(i, "")},
+                             "logprobs": None, "finish_reason": reasons.get(i)} for i in range(req.n)]}
 
     @v1.post("/completions")
-    async def completions(req:CompletionRequest):
-        spec, model = await pool.get(req.model, "chat", "/v1/completions")
-        kw = dict(req.llama_kwargs(spec), echo=req.echo)
-        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        if not prompts: raise APIError(400, "`prompt` is an empty list.", param="prompt")
+    async def completions(req:CompletionRequest, request:Request):
+        spec, chat = await pool.get(req.model, "chat", "/v1/completions")
+        texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if len(texts_in) * req.n > MAX_CHOICES:
+            raise APIError(400, f"{len(texts_in)} prompts x n={req.n} answers: at most {MAX_CHOICES} per request.", param="prompt")
+        params = _sampling(req, spec, cfg, 16)
+        prompts = [chat.text_prompt(t) for t in texts_in]
+        answers = _submit(chat, prompts, _fit(prompts, params, spec, "prompt"), req.n, cfg.request_timeout)
+        head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
+                "model": spec.name}
+        echo = lambda i: texts_in[i // req.n] if req.echo else ""
         if req.stream:
-            if len(prompts) > 1: raise APIError(400, "Streaming takes one prompt; send one request per prompt.",
-                                                param="prompt")
-            return await _llama_stream(model, "create_completion", dict(kw, prompt=prompts[0]), spec.name, "prompt", stats)
-        outs = [await _llama_call(model, "create_completion", dict(kw, prompt=p), "prompt") for p in prompts]
-        out = {**outs[0], "model": spec.name, "choices": [{**o["choices"][0], "index": i} for i, o in enumerate(outs)]}
-        out["usage"] = {k: sum(o["usage"][k] for o in outs) for k in outs[0]["usage"]}
-        return out
+            def chunk(i, text, reason):
+                return {**head, "choices": [{"index": i, "text": text or "", "logprobs": None, "finish_reason": reason}]}
+            return _stream(answers, chunk, [chunk(i, echo(i), None) for i in range(len(answers.requests)) if echo(i)],
+                           stats, cfg.request_timeout)
+        texts, reasons = await _collect(answers, request, cfg.request_timeout)
+        stats["responses_completed"] += 1
+        return {**head, "usage": answers.usage(prompts),
+                "choices": [{"index": i, "text": echo(i) + texts.get(i, ""), "logprobs": None,
+                             "finish_reason": reasons.get(i)} for i in range(len(answers.requests))]}
 
     @v1.post("/embeddings")
     async def embeddings(req:EmbeddingRequest):
@@ -612,6 +449,8 @@ def make_app(
         if not texts or not all(isinstance(t, str) for t in texts):
             raise APIError(400, "`input` must be a string or a non-empty list of strings; token arrays are not "
                                 "accepted (this model's tokenizer is not OpenAI's).", param="input")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise APIError(400, f"`input` has {len(texts)} texts; at most {MAX_EMBEDDING_INPUTS} per request.", param="input")
         if any(not t for t in texts): raise APIError(400, "`input` holds an empty string.", param="input")
         if req.dimensions not in (None, model.dim):
             raise APIError(400, f"{spec.name} gives {model.dim}-dimensional vectors; dimensions={req.dimensions} "
@@ -628,19 +467,27 @@ def make_app(
                              temperature:float=Form(0.0)):
         spec, whisper = await pool.get(model, "transcription", "/v1/audio/transcriptions")
         if response_format not in ("json", "text", "verbose_json"):
-            raise APIError(400, f"response_format={response_format!r} is not supported; use json, text or "
+            raise APIError(400, f"response_format={short_repr(response_format)} is not supported; use json, text or "
                                 "verbose_json.", param="response_format")
-        data = await file.read()
-        audio = await anyio.to_thread.run_sync(decode_audio_upload, data, file.filename or "audio")
-        out = await anyio.to_thread.run_sync(lambda: whisper.transcribe(audio, language, prompt, temperature))
-        if response_format == "text": return PlainTextResponse(out["text"])
-        if response_format == "json": return {"text": out["text"]}
-        return {"task": "transcribe", **out}
+        if prompt or temperature != 0:
+            raise APIError(400, "This server decodes greedily without a prompt: send no `prompt`, and temperature 0.",
+                           param="prompt" if prompt else "temperature")
+        name, data = re.sub(r"[^\w. -]", "_", file.filename or "audio")[:80], await file.read()
+        try: audio = await anyio.to_thread.run_sync(lambda: load_audio(data, WHISPER_RATE, name=repr(name)))
+        except AudioError as e: raise APIError(400, str(e), code="invalid_audio", param="file") from None
+        t = await anyio.to_thread.run_sync(whisper.transcribe, audio, language)
+        if response_format == "text": return PlainTextResponse(t.text)
+        if response_format == "json": return {"text": t.text}
+        return {"task": "transcribe", "text": t.text, "language": language or "en", "duration": round(t.duration, 3),
+                "segments": [{"id": i, "start": round(s["start"], 3), "end": round(s["end"], 3), "text": s["text"]}
+                             for i, s in enumerate(t.segments)]}
 
     app.include_router(v1)
     return app
 
 # %% ../nbs/14_serve.ipynb #7870fabc
+GRACEFUL_SHUTDOWN_S = 5 # seconds open responses get to finish when the server stops
+
 def free_port(
     host:str="127.0.0.1", # the address to bind
 ) -> int:
@@ -657,14 +504,15 @@ class BackgroundServer:
                  log_level:str="warning", # uvicorn's log level
                 ):
         self.host, self.port = host, port or free_port(host)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level=log_level))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level=log_level,
+                                                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
         self.thread = None
 
     @property
     def url(self) -> str: return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout:float=120) -> BackgroundServer:
-        "Start serving; wait until the server listens (or raise after `timeout` seconds)."
+    def start(self, timeout:float=300) -> BackgroundServer:
+        "Start serving; wait until the models are loaded and the server listens (or raise after `timeout` seconds)."
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="llmcourse-serve")
         self.thread.start()
         t0 = time.time()
@@ -683,16 +531,19 @@ class BackgroundServer:
     def __exit__(self, *exc): self.stop()
 
 # %% ../nbs/14_serve.ipynb #c509da67
+LOOPBACK = ("127.0.0.1", "localhost", "::1") # addresses only this machine can reach
+
 def serve_parser() -> argparse.ArgumentParser:
     "The command line of `llmcourse serve`."
     p = argparse.ArgumentParser(prog="llmcourse serve", description="A local OpenAI-compatible API: chat and "
-                                "completions (llama.cpp), embeddings (MiniLM), transcriptions (Whisper).")
+                                "completions (lesson 11's Llama, batched), embeddings (MiniLM), transcriptions (Whisper).")
     p.add_argument("--config", help="a YAML or TOML file naming the models (default: the shipped models; "
                                     "see llmcourse/assets/serve/models.yaml)")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
     p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (default: $LLMCOURSE_API_KEY)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: half the cores)")
+    p.add_argument("--max-batch", type=int, default=None, help="chat answers decoded together (1: one at a time)")
     p.add_argument("--lazy", action="store_true", help="load each model on its first request, not at start-up")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -705,6 +556,9 @@ def serve_config_from_args(
     if args.host is not None: cfg.host = args.host
     if args.port is not None: cfg.port = args.port
     if args.threads is not None: cfg.threads = args.threads
+    if args.max_batch is not None:
+        if args.max_batch < 1: raise ValueError(f"--max-batch must be at least 1, not {args.max_batch}.")
+        for m in cfg.models: m.max_batch = args.max_batch
     cfg.api_key = args.api_key or os.environ.get("LLMCOURSE_API_KEY") or cfg.api_key
     if args.lazy: cfg.preload = False
     if cfg.threads < 1: raise ValueError(f"--threads must be at least 1, not {cfg.threads}.")
@@ -721,11 +575,12 @@ def serve_cli(
         for m in cfg.models: m.resolve(cfg.base_dir) # a missing file or package is reported now, not at start-up
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"llmcourse serve: {e}", file=sys.stderr); return 2
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
+    if cfg.host not in LOOPBACK and not cfg.api_key:
         print(f"llmcourse serve: warning: listening on {cfg.host} without an API key; anyone who can reach this "
               "machine can use it. Pass --api-key.", file=sys.stderr)
     torch.set_num_threads(cfg.threads)
     ids = ", ".join(f"{m.name} ({m.kind})" for m in cfg.models)
     print(f"llmcourse serve: http://{cfg.host}:{cfg.port}/v1 with {ids}", file=sys.stderr, flush=True)
-    uvicorn.run(make_app(cfg), host=cfg.host, port=cfg.port, log_level=args.log_level)
+    uvicorn.run(make_app(cfg), host=cfg.host, port=cfg.port, log_level=args.log_level,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return 0

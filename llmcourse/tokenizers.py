@@ -6,15 +6,15 @@ Docs: https://llmcourse.github.io/llmcourse/tokenizers.html.md"""
 
 # %% ../nbs/02_tokenizers.ipynb #b3a4f110
 from __future__ import annotations
-import collections, hashlib, html, json
+import collections, hashlib, heapq, html, json
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 # %% auto #0
 __all__ = ['GPT2_SPLIT_PATTERN', 'BYTE_ENCODER', 'BYTE_DECODER', 'WORDPIECE_SPECIALS', 'Tokenizer', 'CharTokenizer',
-           'pretokenize', 'WordTokenizer', 'bytes_to_unicode', 'merge_pair', 'learn_bpe_merges', 'BPETokenizer',
-           'train_hf_bpe', 'hf_merges', 'tokens_per_char', 'save_bpe', 'load_bpe', 'token_pieces', 'show_tokens',
-           'token_widget', 'train_wordpiece', 'train_sentencepiece']
+           'pretokenize', 'WordTokenizer', 'bytes_to_unicode', 'merge_pair', 'learn_bpe_merges',
+           'learn_bpe_merges_fast', 'BPETokenizer', 'train_hf_bpe', 'hf_merges', 'tokens_per_char', 'save_bpe',
+           'load_bpe', 'token_pieces', 'show_tokens', 'token_widget', 'train_wordpiece', 'train_sentencepiece']
 
 # %% ../nbs/02_tokenizers.ipynb #f69000c0
 import regex
@@ -193,6 +193,52 @@ def learn_bpe_merges(
             for p in zip(w, w[1:]): pair_counts[p] += f; where[p].add(i) # ... and its new pairs in
     return merges
 
+# %% ../nbs/02_tokenizers.ipynb #fb07a3a9
+def learn_bpe_merges_fast(
+    word_counts:dict[str, int], # pre-token -> how often it occurs
+    n_merges:int, # how many merges to learn
+    min_count:int=1, # stop when the most frequent pair occurs less often than this
+) -> list[tuple[int, int]]:
+    "The merges of `learn_bpe_merges`, with pair counts updated only where a merge touches and a heap to find the best pair."
+    words = [[_BYTE_ID[b] for b in w.encode("utf-8")] for w in word_counts]
+    freqs = list(word_counts.values())
+    pair_counts = collections.defaultdict(int) # (a, b) -> occurrences in the corpus
+    where = collections.defaultdict(set) # (a, b) -> indices of words that (may) contain it
+    for i, (w, f) in enumerate(zip(words, freqs)):
+        for p in zip(w, w[1:]): pair_counts[p] += f; where[p].add(i)
+    heap = [(-c, p) for p, c in pair_counts.items()] # the smallest entry is the most frequent pair, then the lowest ids
+    heapq.heapify(heap)
+    merges = []
+    while heap and len(merges) < n_merges:
+        neg_count, best = heapq.heappop(heap)
+        count = pair_counts.get(best, 0)
+        if count != -neg_count: # the pair became rarer after this entry was pushed: put it back at its current count
+            if count > 0: heapq.heappush(heap, (-count, best))
+            continue
+        if count < min_count: break
+        (a, b), new_id = best, 256 + len(merges)
+        merges.append(best)
+        grown = set() # pairs whose count went up: they need a fresh heap entry
+        for i in where.pop(best):
+            w, f, out, j = words[i], freqs[i], [], 0
+            while j < len(w):
+                if j + 1 < len(w) and w[j] == a and w[j+1] == b: # an occurrence: x a b y -> x N y
+                    if out: # the pair on the left, (x, a), becomes (x, N)
+                        x = out[-1]
+                        if x != new_id: pair_counts[(x, a)] -= f # (after another N, the (b, a) between went already)
+                        pair_counts[(x, new_id)] += f; where[(x, new_id)].add(i); grown.add((x, new_id))
+                    if j + 2 < len(w): # the pair on the right, (b, y), goes; (N, y) comes unless y starts the next occurrence
+                        y = w[j+2]
+                        pair_counts[(b, y)] -= f
+                        if not (y == a and j + 3 < len(w) and w[j+3] == b):
+                            pair_counts[(new_id, y)] += f; where[(new_id, y)].add(i); grown.add((new_id, y))
+                    out.append(new_id); j += 2
+                else: out.append(w[j]); j += 1
+            words[i] = out
+        del pair_counts[best] # every occurrence is merged
+        for p in grown: heapq.heappush(heap, (-pair_counts[p], p))
+    return merges
+
 # %% ../nbs/02_tokenizers.ipynb #5d0127e8
 class BPETokenizer(Tokenizer):
     "Byte-level BPE (GPT-2's tokenizer): `BPETokenizer.train(text, vocab_size)`, then `encode`, `decode`, `save`."
@@ -216,13 +262,13 @@ class BPETokenizer(Tokenizer):
               pattern:str=GPT2_SPLIT_PATTERN, # the pre-tokenization regular expression
               min_count:int=1, # stop early when no pair occurs this often
              ) -> "BPETokenizer":
-        "Learn `vocab_size - 256` merges from `texts`."
+        "Learn `vocab_size - 256` merges from `texts` (with `learn_bpe_merges_fast`)."
         if vocab_size < 256:
             raise ValueError(f"vocab_size is {vocab_size}, but byte-level BPE needs at least the 256 byte tokens; use 256 + the merges you want.")
         split = regex.compile(pattern)
         counts = collections.Counter()
         for t in ([texts] if isinstance(texts, str) else texts): counts.update(split.findall(t))
-        return cls(learn_bpe_merges(counts, vocab_size - 256, min_count), pattern)
+        return cls(learn_bpe_merges_fast(counts, vocab_size - 256, min_count), pattern)
 
     @property
     def vocab_size(self) -> int:
@@ -318,19 +364,35 @@ def save_bpe(
 def load_bpe(
     path:str|Path, # a folder with GPT-2 style `vocab.json` and `merges.txt`
 ) -> BPETokenizer:
-    "A `BPETokenizer` from GPT-2 style files (ours, or GPT-2's own)."
-    path = Path(path)
-    if not (path/"vocab.json").exists() or not (path/"merges.txt").exists():
+    "A `BPETokenizer` from GPT-2 style files (ours, or GPT-2's own); files that do not make one tokenizer raise `ValueError`."
+    path = Path(path); vocab_file, merges_file = path/"vocab.json", path/"merges.txt"
+    if not vocab_file.exists() or not merges_file.exists():
         raise FileNotFoundError(f"{path} needs vocab.json and merges.txt (as written by `save_bpe` or shipped with GPT-2).")
-    vocab = json.loads((path/"vocab.json").read_text(encoding="utf-8"))
-    byte_tokens = [BYTE_ENCODER[b] for b in _BYTE_ID]
-    if [vocab.get(c) for c in byte_tokens] != list(range(256)):
-        raise ValueError(f"{path/'vocab.json'} does not give the 256 byte tokens ids 0-255 in GPT-2's order; it was not written by `save_bpe` or GPT-2.")
-    lines = [l for l in (path/"merges.txt").read_text(encoding="utf-8").splitlines() if l and not l.startswith("#version")]
-    merges = [tuple(vocab[s] for s in l.split(" ")) for l in lines]
-    for k, l in enumerate(lines):
-        if vocab.get(l.replace(" ", "")) != 256 + k:
-            raise ValueError(f"merges.txt line {k+1} ({l!r}) makes a token whose id in vocab.json is not {256 + k}.")
+    try: vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{vocab_file} is not valid JSON ({e}); it may be cut short: write it again with `save_bpe`.") from None
+    if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
+        raise ValueError(f"{vocab_file} must be one JSON object mapping token strings to integer ids.")
+    if [vocab.get(BYTE_ENCODER[b]) for b in _BYTE_ID] != list(range(256)):
+        raise ValueError(f"{vocab_file} does not give the 256 byte tokens ids 0-255 in GPT-2's order; it was not written by `save_bpe` or GPT-2.")
+    try: text = merges_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e: raise ValueError(f"{merges_file} is not UTF-8 text ({e}).") from None
+    merges = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("#version"): continue
+        parts, k = line.split(" "), len(merges)
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"{merges_file} line {n} ({line!r}) is not two tokens separated by one space.")
+        unknown = [t for t in parts if t not in vocab]
+        if unknown: raise ValueError(f"{merges_file} line {n} ({line!r}) uses {unknown}, which {vocab_file} does not have: the two files are from different tokenizers.")
+        if vocab.get(parts[0] + parts[1]) != 256 + k or max(vocab[t] for t in parts) >= 256 + k:
+            raise ValueError(f"{merges_file} line {n} ({line!r}) is merge {k}, which must make the token with id {256 + k} "
+                             f"in {vocab_file} from two older tokens: the two files are from different tokenizers.")
+        merges.append((vocab[parts[0]], vocab[parts[1]]))
+    eot = BPETokenizer.eot
+    if vocab.get(eot, 256 + len(merges)) != 256 + len(merges) or len(vocab) != 256 + len(merges) + (eot in vocab):
+        raise ValueError(f"{vocab_file} has {len(vocab)} tokens, but the 256 bytes, the {len(merges)} merges of {merges_file} "
+                         f"and {eot} make {256 + len(merges) + 1}: a file is cut short or from another tokenizer.")
     return BPETokenizer(merges)
 
 # %% ../nbs/02_tokenizers.ipynb #bd641501

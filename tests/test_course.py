@@ -67,3 +67,18 @@ def test_lesson_runs_outside_the_repository(course_run, stem):
         from nbdev.test import test_nb  # noqa: F401 (the error is in the log)
         pytest.fail(f"{stem} failed when run from the installed wheel outside the repository:\n" +
                     "\n".join(l for l in log.splitlines() if stem in l or "Error" in l or "Traceback" in l)[-4000:])
+
+def test_run_all_in_quick_mode_skips_flagged_cells(monkeypatch, capsys):
+    # a learner's "Run All" in JupyterLab or Colab: the setup cell makes flagged cells say why they do not run
+    from IPython.core.interactiveshell import InteractiveShell
+    monkeypatch.delenv("IN_TEST", raising=False); monkeypatch.setenv("LLMCOURSE_MODE", "quick")
+    shell = InteractiveShell.instance()
+    try:
+        assert shell.run_cell("from llmcourse.core import skip_flagged_cells\nskip_flagged_cells()").success
+        r = shell.run_cell("#| full\n#| net\nraise RuntimeError('this would download a checkpoint')")
+        assert r.success and "skipped: this cell is flagged full, net" in capsys.readouterr().out
+        assert not shell.run_cell("raise RuntimeError('an ordinary cell still runs')").success
+        monkeypatch.setenv("LLMCOURSE_MODE", "full")
+        assert not shell.run_cell("#| full\nraise RuntimeError('full mode runs it')").success
+    finally:
+        InteractiveShell.clear_instance()

@@ -1,11 +1,12 @@
 """Byte-level BPE against Hugging Face `tokenizers` and `transformers` (the references), round trips on arbitrary
 Unicode (hypothesis), and the WordPiece / SentencePiece helpers that lessons 07 and 08 import."""
-import json
+import collections, json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from llmcourse.tokenizers import (BPETokenizer, CharTokenizer, WordTokenizer, GPT2_SPLIT_PATTERN, load_bpe, pretokenize,
-                                  save_bpe, train_hf_bpe, hf_merges, train_sentencepiece, train_wordpiece)
+                                  save_bpe, train_hf_bpe, hf_merges, train_sentencepiece, train_wordpiece,
+                                  learn_bpe_merges, learn_bpe_merges_fast, Tokenizer)
 
 # Text with many scripts, so that merges form inside multi-byte characters (a token holding 2 of an emoji's 4 bytes).
 MIXED = ("Naïve café owners in Zürich serve crème brûlée. Привет, мир! Γειά σου κόσμε. 日本語のテキストです。"
@@ -89,17 +90,83 @@ def test_save_load_roundtrip(mixed_bpe, tmp_path):
     assert back.merges == mixed_bpe.merges
     assert back.encode(MIXED) == mixed_bpe.encode(MIXED)
 
-def test_load_bpe_bad_files(mixed_bpe, tmp_path):
-    with pytest.raises(FileNotFoundError, match="needs vocab.json and merges.txt"): load_bpe(tmp_path)
-    d = save_bpe(mixed_bpe, tmp_path/"tok")
+def _rewrite(d, name, f):
+    p = d/name; p.write_bytes(f(p.read_bytes()))
+
+def _swap_lines(b, i, j):
+    lines = b.decode().splitlines(); lines[i], lines[j] = lines[j], lines[i]
+    return ("\n".join(lines) + "\n").encode()
+
+def _vocab_edit(f):
+    return lambda b: json.dumps(f(json.loads(b.decode()))).encode()
+
+def _resplit_a_merge(d, other):
+    "Rewrite one merge so that it still makes its token, from a piece that vocab.json does not have (a hand-edited file)."
     vocab = json.loads((d/"vocab.json").read_text(encoding="utf-8"))
-    first = mixed_bpe.token_str(256)
-    vocab[first], vocab[mixed_bpe.token_str(257)] = 257, 256 # swap two merged tokens' ids
-    (d/"vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    with pytest.raises(ValueError, match="merges.txt line 1"): load_bpe(d)
-    vocab = {k: v + 1 for k, v in vocab.items()}
-    (d/"vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    with pytest.raises(ValueError, match="256 byte tokens"): load_bpe(d)
+    lines = (d/"merges.txt").read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#version"): continue
+        whole = line.replace(" ", "")
+        for cut in range(1, len(whole)):
+            a, b = whole[:cut], whole[cut:]
+            if a not in vocab or b not in vocab:
+                lines[i] = f"{a} {b}"; (d/"merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8"); return
+    raise AssertionError("every merge splits only into known tokens: pick another corpus for this case")
+
+# (what is wrong, how to make it from good files in folder d, the file and words the error must name)
+BAD_FILES = [
+    ("no merges.txt", lambda d, other: (d/"merges.txt").unlink(), FileNotFoundError, "needs vocab.json and merges.txt"),
+    ("vocab.json cut short", lambda d, other: _rewrite(d, "vocab.json", lambda b: b[:len(b)//2]), ValueError, "vocab.json is not valid JSON"),
+    ("vocab.json not JSON at all", lambda d, other: _rewrite(d, "vocab.json", lambda b: b"\x89PNG\r\n\x1a\n"), ValueError, "vocab.json is not valid JSON"),
+    ("vocab.json a list", lambda d, other: _rewrite(d, "vocab.json", lambda b: b"[1, 2, 3]"), ValueError, "vocab.json must be one JSON object"),
+    ("vocab.json ids as strings", lambda d, other: _rewrite(d, "vocab.json", _vocab_edit(lambda v: {k: str(i) for k, i in v.items()})), ValueError, "vocab.json must be one JSON object"),
+    ("byte ids shifted", lambda d, other: _rewrite(d, "vocab.json", _vocab_edit(lambda v: {k: i + 1 for k, i in v.items()})), ValueError, "256 byte tokens"),
+    ("two merged ids swapped", lambda d, other: _rewrite(d, "vocab.json", _vocab_edit(
+        lambda v: {k: {256: 257, 257: 256}.get(i, i) for k, i in v.items()})), ValueError, "is merge 0, which must make the token with id 256"),
+    ("merges.txt cut short", lambda d, other: _rewrite(d, "merges.txt", lambda b: b"\n".join(b.splitlines()[:-10]) + b"\n"), ValueError, "cut short or from another tokenizer"),
+    ("vocab.json cut to fewer tokens", lambda d, other: _rewrite(d, "vocab.json", _vocab_edit(lambda v: {k: i for k, i in v.items() if i < 300})), ValueError, "merges.txt line 46"),
+    ("merges.txt lines swapped", lambda d, other: _rewrite(d, "merges.txt", lambda b: _swap_lines(b, 1, 2)), ValueError, "merges.txt line 2"),
+    ("merges.txt three tokens on a line", lambda d, other: _rewrite(d, "merges.txt", lambda b: b.replace(b"\n", b" x\n", 2)), ValueError, "is not two tokens separated by one space"),
+    ("merges.txt splits a token into a piece vocab.json lacks", _resplit_a_merge, ValueError, "vocab.json does not have"),
+    ("merges.txt not UTF-8", lambda d, other: _rewrite(d, "merges.txt", lambda b: b + b"\xff\xfe\n"), ValueError, "merges.txt is not UTF-8"),
+    ("merges.txt of another tokenizer", lambda d, other: (d/"merges.txt").write_bytes((other/"merges.txt").read_bytes()), ValueError, "from different tokenizers"),
+    ("vocab.json of another tokenizer", lambda d, other: (d/"vocab.json").write_bytes((other/"vocab.json").read_bytes()), ValueError, "from different tokenizers"),
+]
+
+@pytest.mark.parametrize("what, spoil, error, message", BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_load_bpe_rejects_bad_files(mixed_bpe, tmp_path, what, spoil, error, message):
+    "Files that are corrupt, cut short or from two different tokenizers raise an error naming the file, never a deep one."
+    d = save_bpe(mixed_bpe, tmp_path/"tok")
+    other = save_bpe(BPETokenizer.train("the cat sat on the mat " * 50 + "Zürich 😀 " * 20, 350), tmp_path/"other")
+    load_bpe(d) # the good files load
+    spoil(d, other)
+    with pytest.raises(error) as e: load_bpe(d)
+    assert message in str(e.value), str(e.value)
+    if error is ValueError: assert str(d) in str(e.value) # it names the file
+
+@settings(max_examples=300, deadline=None)
+@given(table=st.dictionaries(st.text(alphabet="ab\u00e9", min_size=1, max_size=10), st.integers(1, 6), min_size=1, max_size=15),
+       n=st.integers(1, 30), min_count=st.integers(1, 3))
+def test_fast_trainer_equals_the_definition(table, n, min_count):
+    "Incremental counts and a heap give exactly the merges of the readable trainer (overlaps like 'aaa', 'abab' included)."
+    assert learn_bpe_merges_fast(table, n, min_count) == learn_bpe_merges(table, n, min_count)
+
+def test_both_trainers_equal_hf_on_shakespeare(shakespeare):
+    "The lesson's corpus (a slice), the definition and the fast trainer against Hugging Face `tokenizers`."
+    text = shakespeare[:200_000]
+    counts = collections.Counter(pretokenize(text))
+    hf = hf_merges(train_hf_bpe(text, 700))
+    slow, fast = learn_bpe_merges(counts, 700 - 256), learn_bpe_merges_fast(counts, 700 - 256)
+    assert fast == slow
+    named = BPETokenizer(fast)
+    assert [(named.token_str(a), named.token_str(b)) for a, b in fast] == hf
+
+def test_every_tokenizer_has_the_interface(shakespeare):
+    for tok in (CharTokenizer.train(shakespeare), WordTokenizer.train(shakespeare[:50_000]), BPETokenizer.train(shakespeare[:50_000], 300)):
+        assert isinstance(tok, Tokenizer)
+        s = shakespeare[:300]
+        assert tok.decode(tok.encode(s)) == s and "".join(tok.pieces(s)) == s
+        assert max(tok.encode(s)) < tok.vocab_size
 
 def test_bad_input_messages():
     with pytest.raises(ValueError, match="at least the 256 byte tokens"): BPETokenizer.train("abc", 255)

@@ -1,10 +1,14 @@
-"""Lesson 06: how often does clipping at 1.0 act in nanoGPT's CPU recipe? Records the gradient norm of every step
-(before clipping) and the 20-batch train/val losses of `TrainConfig.nanogpt_cpu()`, seed 1337, one thread.
+"""Lesson 06: how often does clipping at 1.0 act in nanoGPT's CPU recipe, and is the model still learning at 2,000 steps?
 
-    python bench/gpt_grad_norms.py
-Last result (2026-11-27): norm > 1.0 on 94% of steps 0-99, 79.5% of 100-499, 99.8% of 500-999, 100% of 1000-1999
-(medians 1.41, 1.12, 1.49, 1.97); train 1.776 / val 1.886 at step 2000 (val 2.440 -> 1.886 over the 8 evaluations).
+Records the gradient norm of every step (before clipping) and the 20-batch train/val losses of
+`TrainConfig.nanogpt_cpu()`, seed 1337, one thread; writes `grad_norms.json` and the `grad_norms` section of RESULTS.md.
+
+    python bench/06_gpt/gpt_grad_norms.py
 """
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
 import numpy as np
 import torch
 from llmcourse.core import seed_everything
@@ -22,11 +26,20 @@ def main():
     model = GPT(GPTConfig.baby(vocab_size=tok.vocab_size))
     h = train(model, token_batches(tr, va, 64), TrainConfig.nanogpt_cpu(), device="cpu", progress=False)
     n = np.array(norms)
-    print("steps", len(n))
-    for a, b in [(0, 100), (100, 500), (500, 1000), (1000, 2000)]:
-        print(f"steps {a}-{b - 1}: norm > 1 on {(n[a:b] > 1).mean():.1%}, median {np.median(n[a:b]):.2f}")
-    print("train", [round(x, 3) for x in h.series("train_loss")[1]])
-    print("val  ", [round(x, 3) for x in h.series("val_loss")[1]])
+    spans = [dict(steps=f"{a}-{b - 1}", above_1=float((n[a:b] > 1).mean()), median=float(np.median(n[a:b])))
+             for a, b in [(0, 100), (100, 500), (500, 1000), (1000, 2000)]]
+    steps, train_loss = h.series("train_loss"); _, val_loss = h.series("val_loss")
+    harness.record(__file__, "grad_norms", dict(spans=spans, steps=steps, train_loss=train_loss, val_loss=val_loss))
+    lines = ["## Gradient norms and losses of nanoGPT's settings", "",
+             f"`{harness.command()}` at commit `{harness.commit()}`. Machine: {harness.machine_line()}.", "",
+             "The gradient norm before clipping, at each step of `TrainConfig.nanogpt_cpu()` (seed 1337):", "",
+             "| steps | norm above 1.0 (clipped) | median norm |", "|---|---|---|"]
+    lines += [f"| {s['steps']} | {s['above_1']:.1%} | {s['median']:.2f} |" for s in spans]
+    lines += ["", "The 20-batch losses at each evaluation:", "", "| step | " + " | ".join(str(s) for s in steps) + " |",
+              "|---" * (len(steps) + 1) + "|", "| train | " + " | ".join(f"{x:.3f}" for x in train_loss) + " |",
+              "| val | " + " | ".join(f"{x:.3f}" for x in val_loss) + " |"]
+    harness.write_section(__file__, "grad_norms", "\n".join(lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__": main()

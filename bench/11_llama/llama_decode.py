@@ -1,12 +1,15 @@
 """Prompt and decode speed of SmolLM2-135M-Instruct: llama.cpp (llama-cpp-python), our PyTorch Llama with a KV cache,
 and `transformers` `generate`, on the same weights; against the memory-bandwidth bound of this machine.
 
-Usage: python bench/llama_decode.py [--threads 2] [--prompt 128] [--decode 64] [--out bench/RESULTS_llama.md]
+Usage: python bench/11_llama/llama_decode.py [--threads 2] [--prompt 128] [--decode 64]
 """
-import argparse, os, platform, time
+import argparse, sys, time
 from pathlib import Path
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import record, write_section, machine_line
 
 
 def memory_bandwidth(n_bytes=1 << 30, repeats=5):
@@ -38,10 +41,10 @@ def bench_llama_cpp(path, prompt_ids, n_decode, threads):
 
 @torch.no_grad()
 def bench_ours(model, prompt_ids, n_decode):
-    from llmcourse.llama import KVCache
+    from llmcourse.llama import LlamaKVCache
     x = torch.tensor([prompt_ids])
     model(x[:, :8])  # warm up
-    cache = KVCache(model.cfg, 1, len(prompt_ids) + n_decode)
+    cache = LlamaKVCache(model.cfg, 1, len(prompt_ids) + n_decode)
     t = time.perf_counter(); logits = model(x, cache); t_prompt = time.perf_counter() - t
     nxt = logits[:, -1].argmax(-1, keepdim=True)
     t = time.perf_counter()
@@ -70,16 +73,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--decode", type=int, default=64)
-    ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_llama.md")))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    import gguf
     from llmcourse.data import smollm2_gguf, load_tiny_shakespeare
-    from llmcourse.llama import load_gguf_llama, BPETokenizer
+    from llmcourse.gguf_io import load_gguf_llama, GGUFTokenizer, read_gguf_header
     path = smollm2_gguf()
-    reader = gguf.GGUFReader(path)
-    weight_bytes = sum(int(t.n_bytes) for t in reader.tensors)
-    tok = BPETokenizer.from_gguf(reader)
+    weight_bytes = sum(t.n_bytes for t in read_gguf_header(path).tensors)
+    tok = GGUFTokenizer.from_gguf(path)
     prompt = tok.encode(load_tiny_shakespeare()[:4000])[:a.prompt]
     bw = memory_bandwidth()
     model = load_gguf_llama(path)
@@ -87,11 +87,13 @@ def main():
     rows = [("llama.cpp (Q4_1/Q8_0 GGUF)", weight_bytes, *bench_llama_cpp(path, prompt, a.decode, a.threads)),
             ("ours, PyTorch fp32 + KV cache", fp32_bytes, *bench_ours(model, prompt, a.decode)),
             ("transformers generate, fp32", fp32_bytes, *bench_transformers(model, prompt, a.decode))]
-    lines = [f"# SmolLM2-135M-Instruct decode speed\n",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, {a.threads} threads for every engine; "
-             f"torch {torch.__version__}. Prompt {len(prompt)} tokens, then {a.decode} greedy tokens.\n",
-             f"Measured copy bandwidth (NumPy, 1 GiB, read+write): **{bw/1e9:.1f} GB/s**. Decode reads every weight once per "
-             f"token, so the bound is bandwidth / weight bytes.\n",
+    record(__file__, "llama_decode", dict(threads=a.threads, prompt_tokens=len(prompt), decode_tokens=a.decode,
+                                          copy_bandwidth_bytes_per_s=bw, engines=[dict(engine=n, weight_bytes=wb, prompt_tok_s=pp,
+                                          decode_tok_s=dec, bound_tok_s=bw / wb) for n, wb, pp, dec in rows]))
+    lines = ["## SmolLM2-135M-Instruct decode speed", "", f"Machine: {machine_line()}.", "",
+             f"{a.threads} threads for every engine. Prompt {len(prompt)} tokens, then {a.decode} greedy tokens. "
+             f"Measured copy bandwidth (NumPy, 1 GiB, read+write): **{bw/1e9:.1f} GB/s**. Decode reads every weight once "
+             "per token, so the bound is bandwidth / weight bytes.", "",
              "| engine | weight bytes | prompt tok/s | decode tok/s | bandwidth bound tok/s | fraction of bound |",
              "|---|---|---|---|---|---|"]
     for name, nb, pp, dec in rows:
@@ -99,9 +101,10 @@ def main():
         lines.append(f"| {name} | {nb/1e6:.0f} MB | {pp:.0f} | {dec:.1f} | {bound:.0f} | {dec/bound:.0%} |")
     lines.append("\nThe bound ignores the KV cache and activations (small here) and assumes the copy bandwidth is what a "
                  "matrix-vector product can stream; a 135M model is small enough that per-token overheads (thread "
-                 "wake-ups, Python, kernel launches) also count.")
-    text = "\n".join(lines) + "\n"
-    Path(a.out).write_text(text); print(text)
+                 "wake-ups, Python, kernel launches) also count. On a loaded machine (see the load average above) "
+                 "llama.cpp's threads spin-wait for each other and slow down far more than PyTorch.")
+    write_section(__file__, "llama_decode", "\n".join(lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__": main()
