@@ -460,7 +460,8 @@ def lesson_notebooks(
     "The notebooks of the course's lessons in course order (those of `names` only, if given)."
     nbs = Path(nbs) if nbs else repo_root()/"nbs"
     written = [l for l in COURSE if (nbs/f"{l.stem}.ipynb").exists()]
-    extra = sorted(p for p in nbs.glob("[0-9][0-9]*_*.ipynb") if p.stem not in {l.stem for l in COURSE})
+    # lessons not yet in COURSE; the 9x notebooks (this one) are the package's reference and need the checkout
+    extra = sorted(p for p in nbs.glob("[0-8][0-9]*_*.ipynb") if p.stem not in {l.stem for l in COURSE})
     if not names: return [nbs/f"{l.stem}.ipynb" for l in written] + extra
     out = []
     for n in names:

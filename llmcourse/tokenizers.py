@@ -6,7 +6,7 @@ Docs: https://llmcourse.github.io/llmcourse/tokenizers.html.md"""
 
 # %% ../nbs/02_tokenizers.ipynb #b3a4f110
 from __future__ import annotations
-import collections, hashlib, heapq, html, json
+import collections, hashlib, heapq, html, json, os, shutil, tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -451,6 +451,24 @@ def _trained_before(out:Path, digest:str) -> bool:
     f = out/"llmcourse_digest.txt"
     return f.exists() and f.read_text().strip() == digest
 
+def _publish(out:Path, digest:str, write:Callable[[Path], None]) -> None:
+    "Call `write(folder)` on a private folder beside `out`, then move it to `out` in one step, unless it is there already."
+    if _trained_before(out, digest): return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(tmp)
+        (tmp/"llmcourse_digest.txt").write_text(digest)
+        for _ in range(3): # lessons run side by side may train the same tokenizer: the first to finish wins
+            try: return os.rename(tmp, out) # replaces an empty folder; never mixes the files of two trainings
+            except OSError:
+                if _trained_before(out, digest): return
+                if out.exists(): # empty after a crash, or trained with other settings: move it aside, then retry
+                    old = out.parent/f".{out.name}.old-{os.getpid()}"
+                    os.rename(out, old); shutil.rmtree(old, ignore_errors=True)
+        raise RuntimeError(f"Could not move the trained tokenizer into {out}: is another program writing there?")
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
 def _as_texts(texts:str|Iterable[str]) -> list[str]:
     "Lines of text for the trainers: a string is split into its non-empty lines."
     if isinstance(texts, str): texts = texts.splitlines()
@@ -470,7 +488,7 @@ def train_wordpiece(
     texts = _as_texts(texts)
     digest = _texts_digest(texts, "wordpiece", vocab_size, lowercase)
     out = Path(out_dir) if out_dir else cache_dir("tokenizers", f"wordpiece-{vocab_size}-{digest}")
-    if not _trained_before(out, digest):
+    def write(folder:Path):
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase, clean_text=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -480,11 +498,9 @@ def train_wordpiece(
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-        out.mkdir(parents=True, exist_ok=True)
-        tok.model.save(str(out)) # vocab.txt, the file BERT tokenizers are made from
-        fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase)
-        fast.save_pretrained(str(out))
-        (out/"llmcourse_digest.txt").write_text(digest)
+        tok.model.save(str(folder)) # vocab.txt, the file BERT tokenizers are made from
+        BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase).save_pretrained(str(folder))
+    _publish(out, digest, write)
     return BertTokenizerFast.from_pretrained(str(out))
 
 # %% ../nbs/02_tokenizers.ipynb #0f9aaf94
@@ -505,11 +521,8 @@ def train_sentencepiece(
     digest = _texts_digest(texts, "sentencepiece", vocab_size, model_type, sorted(opts.items()))
     out = Path(out_dir) if out_dir else cache_dir("tokenizers", f"spm-{model_type}-{vocab_size}-{digest}")
     model = out/"spm.model"
-    if not _trained_before(out, digest):
-        out.mkdir(parents=True, exist_ok=True)
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(out/"spm"),
-                                       vocab_size=vocab_size, model_type=model_type, **opts)
-        (out/"llmcourse_digest.txt").write_text(digest)
+    _publish(out, digest, lambda folder: spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(folder/"spm"), vocab_size=vocab_size, model_type=model_type, **opts))
     sp = spm.SentencePieceProcessor(model_file=str(model))
     sp.model_file = str(model)
     return sp

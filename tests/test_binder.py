@@ -35,7 +35,7 @@ def _step(cmd:str) -> tuple:
 def make_setup() -> list[tuple]:
     "The steps of `make setup`, as `make -n -B` prints its commands (nothing runs; stamps are ignored)."
     if not shutil.which("make"): pytest.fail("this test reads the Makefile through make: install it (apt-get install -y make)")
-    r = subprocess.run(["make", "-n", "-B", "setup", "PYTHON=python"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(["make", "--no-print-directory", "-n", "-B", "setup", "PYTHON=python"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, f"make -n setup failed:\n{r.stderr}"
     return [_step(l.strip()) for l in r.stdout.splitlines() if l.strip() and not l.strip().startswith("echo ")]
 

@@ -1,5 +1,5 @@
 """The `llmcourse` console command: data, doctor, run, docs."""
-import json, os, subprocess, sys
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from llmcourse import cli, data
@@ -69,3 +69,11 @@ def test_run_reports_a_failing_lesson(tmp_path, monkeypatch):
 def test_run_unknown_lesson():
     r = run("run", "77")
     assert r.returncode == 2 and "No lesson '77'" in r.stderr
+
+def test_the_cli_reference_notebook_runs_in_the_checkout():
+    "nbs/90_cli.ipynb is not a lesson (it documents the checkout's tools, so `llmcourse run` leaves it out): run it here."
+    exe = shutil.which("nbdev-test")
+    assert exe, "nbdev-test is missing: pip install -e '.[dev]'"
+    r = subprocess.run([exe, "nbs/90_cli.ipynb"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -37,7 +37,8 @@ def test_the_wheel_carries_the_package_and_its_assets(outside_install):
     import zipfile
     names = zipfile.ZipFile(outside_install["wheel"]).namelist()
     assert "llmcourse/assets/serve/models.yaml" in names
-    assert [n for n in names if n.startswith("llmcourse/assets/whisper_digits/") and n.endswith(".pt")]
+    shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT/"llmcourse"/"assets").rglob("*") if p.is_file())
+    assert not [n for n in shipped if n not in names], "files under llmcourse/assets missing from the wheel"
 
 def test_the_venv_imports_the_wheel_not_the_checkout(outside_install):
     r = _run([str(outside_install["py"]), "-c", "import llmcourse, llmcourse.core as c; print(llmcourse.__file__); print(c.asset_path())"],

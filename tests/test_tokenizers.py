@@ -212,3 +212,27 @@ def test_out_dir_is_retrained_when_settings_change(shakespeare, tmp_path):
     assert len(train_wordpiece(lines, 350, out_dir=tmp_path/"wp")) == 350 # not the 300-token one left in the folder
     assert train_sentencepiece(lines, 200, out_dir=tmp_path/"sp").get_piece_size() == 200
     assert train_sentencepiece(lines, 250, out_dir=tmp_path/"sp").get_piece_size() == 250
+
+
+def _writer(tag, meanwhile=None):
+    "A stand-in for a tokenizer trainer that writes two files, letting `meanwhile` run between them."
+    def write(folder):
+        (folder/"vocab.txt").write_text(tag)
+        if meanwhile: meanwhile()
+        (folder/"tokenizer.json").write_text(tag)
+    return write
+
+@pytest.mark.parametrize("before", ["nothing", "an empty folder", "a tokenizer with other settings"])
+def test_a_trained_tokenizer_is_published_whole(tmp_path, before):
+    "Two lessons run side by side may train the same cached tokenizer (with ties, two trainings differ): never mix them."
+    from llmcourse.tokenizers import _publish
+    out = tmp_path/"cache"/"wordpiece-2000-abc"
+    if before != "nothing": out.mkdir(parents=True)
+    if before == "a tokenizer with other settings": (out/"llmcourse_digest.txt").write_text("old"); (out/"vocab.txt").write_text("old")
+    # the other process finishes while this one is between its two files; the first to finish wins
+    _publish(out, "abc", _writer("this one", meanwhile=lambda: _publish(out, "abc", _writer("the other one"))))
+    assert (out/"vocab.txt").read_text() == (out/"tokenizer.json").read_text() == "the other one"
+    assert (out/"llmcourse_digest.txt").read_text() == "abc"
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name], "a private folder was left behind"
+    _publish(out, "abc", _writer("a third")) # trained before: nothing is written
+    assert (out/"vocab.txt").read_text() == "the other one"
