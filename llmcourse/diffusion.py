@@ -12,7 +12,9 @@ from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['linear_betas', 'cosine_betas', 'NoiseSchedule', 'ddpm_step', 'ddim_step', 'sampling_steps', 'timestep_embedding',
-           'ResBlock', 'AttentionBlock', 'UNetConfig', 'UNet']
+           'ResBlock', 'AttentionBlock', 'UNetConfig', 'UNet', 'TextCondition', 'encode_prompts', 'shapes_clip',
+           'train_diffusion', 'sample', 'guided', 'shape_judge', 'train_judge', 'judge_classes', 'prompt_match',
+           'match_interval', 'prompt_set', 'text_to_images', 'TinyAutoencoder', 'train_autoencoder', 'sd_generate']
 
 # %% ../nbs/09b_diffusion.ipynb #41286e45
 import numpy as np
@@ -42,7 +44,7 @@ def cosine_betas(
     f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # alpha_bar as a function of u = t/T in [0, 1]
     return torch.tensor([min(1 - f((i + 1) / T) / f(i / T), max_beta) for i in range(T)], dtype=torch.float32)
 
-# %% ../nbs/09b_diffusion.ipynb #95a06358
+# %% ../nbs/09b_diffusion.ipynb #8321fdcc
 def _per_sample(a:Tensor, x:Tensor) -> Tensor:
     "`a` of shape () or (B,) shaped to broadcast over `x` of shape (B, ...)."
     return a.to(x.device, x.dtype).reshape(-1, *[1] * (x.ndim - 1)) if a.ndim else a.to(x.device, x.dtype)
@@ -53,6 +55,7 @@ class NoiseSchedule:
                  betas:Tensor, # (T,) the noise variance of each forward step, each in (0, 1)
                  prediction_type:str="epsilon", # what the model predicts: "epsilon" (the noise) or "v" (the velocity)
                  clip_sample:bool=True, # clamp the predicted x_0 to [-1, 1] in each step, as `diffusers` does by default
+                 final_alpha_bar:float=1.0, # alpha_bar before the first step (Stable Diffusion's DDIM uses alpha_bar[0])
                 ):
         if prediction_type not in ("epsilon", "v"):
             raise ValueError(f"prediction_type {prediction_type!r} is unknown; use 'epsilon' or 'v'")
@@ -61,7 +64,7 @@ class NoiseSchedule:
             raise ValueError(f"betas must be a 1-D tensor of values in (0, 1), got shape {tuple(betas.shape)}")
         self.betas, self.prediction_type, self.clip_sample = betas, prediction_type, clip_sample
         self.alphas_cumprod = torch.cumprod(1 - betas, 0)  # (T,) alpha_bar_t, the share of signal left after step t
-        self.T = len(betas)
+        self.T, self.final_alpha_bar = len(betas), final_alpha_bar
 
     @classmethod
     def linear(cls, T:int=1000, **kwargs) -> "NoiseSchedule": return cls(linear_betas(T), **kwargs)
@@ -70,10 +73,10 @@ class NoiseSchedule:
     def __repr__(self): return f"NoiseSchedule(T={self.T}, prediction_type={self.prediction_type!r})"
 
     def alpha_bar(self, t:int|Tensor) -> Tensor:
-        "`alpha_bar` at step(s) `t`; 1 (no noise yet) where t < 0."
+        "`alpha_bar` at step(s) `t`; `final_alpha_bar` (no noise yet) where t < 0."
         t = torch.as_tensor(t)
         if (t >= self.T).any(): raise ValueError(f"step {t.max().item()} is past the schedule's last step {self.T - 1}")
-        return torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=torch.float32))
+        return torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.tensor(self.final_alpha_bar, dtype=torch.float32))
 
     def add_noise(self,
                   x0:Tensor, # (B, ...) clean samples in [-1, 1]
@@ -122,7 +125,7 @@ def ddpm_step(
     noise = torch.randn_like(x_t) if noise is None else noise
     return mean + variance ** 0.5 * noise, x0
 
-# %% ../nbs/09b_diffusion.ipynb #9c08d9c7
+# %% ../nbs/09b_diffusion.ipynb #2f3c84d7
 def ddim_step(
     sched:NoiseSchedule, # the schedule the model was trained with
     model_output:Tensor, # the model's prediction at `t`
@@ -144,10 +147,11 @@ def ddim_step(
 def sampling_steps(
     T:int, # the schedule's number of steps
     n:int, # how many steps to sample with
+    offset:int=0, # added to every step (Stable Diffusion's scheduler config: `steps_offset=1`)
 ) -> list[int]:
     "The `n` steps to visit, from the noisiest down: 0, T//n, 2T//n, ... reversed (`diffusers`' 'leading' spacing)."
     if not 1 <= n <= T: raise ValueError(f"the number of sampling steps must be between 1 and {T}, got {n}")
-    return [i * (T // n) for i in range(n)][::-1]
+    return [i * (T // n) + offset for i in range(n)][::-1]
 
 # %% ../nbs/09b_diffusion.ipynb #0d902919
 def timestep_embedding(
@@ -212,14 +216,14 @@ class AttentionBlock(nn.Module):
             y = y + self.cross_attn(q, context, context, key_padding_mask=context_mask, need_weights=False)[0]
         return y.transpose(1, 2).reshape(B, C, H, W)
 
-# %% ../nbs/09b_diffusion.ipynb #4de23e06
+# %% ../nbs/09b_diffusion.ipynb #f93508d8
 @dataclass
 class UNetConfig:
     "A U-Net's shape: image size and channels, widths per level, where attention runs, and the text it reads."
     image_size:int = 16 # side of the (square) input
     in_channels:int = 3 # channels of the input: 3 for pixels, the latent channels for latent diffusion
-    widths:tuple = (32, 64) # channels at each level; each level after the first halves the resolution
-    attention_levels:tuple = (1,) # the levels (indices into `widths`) with attention blocks
+    widths:tuple = (16, 32, 64) # channels at each level; each level after the first halves the resolution
+    attention_levels:tuple = (2,) # the levels (indices into `widths`) with attention blocks
     n_heads:int = 4 # attention heads
     context_dim:int|None = None # width of the text token vectors (None: an unconditional model)
     groups:int = 8 # GroupNorm groups
@@ -231,8 +235,8 @@ class UNetConfig:
 
     @classmethod
     def tiny(cls, **overrides) -> "UNetConfig":
-        "The U-Net of this lesson: 16x16 images, two levels of 32 and 64 channels, attention at 8x8."
-        return cls(**{**dict(image_size=16, widths=(32, 64), attention_levels=(1,)), **overrides})
+        "The U-Net of this lesson: 16x16 images, three levels of 16, 32 and 64 channels, attention at 4x4."
+        return cls(**{**dict(image_size=16, widths=(16, 32, 64), attention_levels=(2,)), **overrides})
 
 # %% ../nbs/09b_diffusion.ipynb #1b7b7007
 class UNet(nn.Module):
@@ -285,3 +289,291 @@ class UNet(nn.Module):
             h = self._attend(attn, block(torch.cat([h, skips.pop()], 1), emb), context, context_mask)
             h = up(h)
         return self.out(h)
+
+# %% ../nbs/09b_diffusion.ipynb #71fc4248
+@dataclass
+class TextCondition:
+    "A prompt as the U-Net reads it: token vectors, their padding mask and one pooled vector."
+    context:Tensor # (B, L, D) the text encoder's last hidden states
+    mask:Tensor # (B, L) True at padding
+    pooled:Tensor # (B, D) the hidden state at the end token
+
+    def __len__(self): return len(self.context)
+    def __getitem__(self, i) -> "TextCondition": return TextCondition(self.context[i], self.mask[i], self.pooled[i])
+    def to(self, device) -> "TextCondition": return TextCondition(self.context.to(device), self.mask.to(device), self.pooled.to(device))
+
+    @staticmethod
+    def cat(conds:Sequence["TextCondition"]) -> "TextCondition":
+        "One condition of all the rows of `conds`, padded to the longest."
+        L = max(c.context.shape[1] for c in conds)
+        pad = lambda x, v: F.pad(x, (0, 0, 0, L - x.shape[1]), value=v) if x.ndim == 3 else F.pad(x, (0, L - x.shape[1]), value=v)
+        return TextCondition(torch.cat([pad(c.context, 0.0) for c in conds]), torch.cat([pad(c.mask, True) for c in conds]),
+                             torch.cat([c.pooled for c in conds]))
+
+@torch.no_grad()
+def encode_prompts(
+    clip:CLIP, # a trained CLIP (lesson 09), frozen
+    tokenizer:Callable, # texts -> (ids, attention mask)
+    prompts:Sequence[str], # the prompts; "" is the empty prompt of classifier-free guidance
+) -> TextCondition:
+    "The `TextCondition` of each prompt, from `clip`'s text tower."
+    clip.eval(); device = next(clip.parameters()).device
+    ids, mask = tokenizer(list(prompts))
+    hidden, pooled = clip.text(ids.to(device), mask.to(device))  # (B, L, D), (B, D)
+    return TextCondition(hidden, mask.to(device) == 0, pooled)
+
+def shapes_clip(
+    steps:int=500, # training steps if it is not cached (lesson 09 uses 500 in quick mode)
+    seed:int=0, # seeds the model and its training data
+    device=None, # where it runs (default `default_device()`)
+) -> tuple[CLIP, Callable]:
+    "Lesson 09's tiny CLIP trained on its shape captions, from `cache_dir('diffusion')` or trained and cached; and its tokenizer."
+    tok, device = shapes_tokenizer(), device or default_device()
+    torch.manual_seed(seed)
+    clip = CLIP(CLIPConfig.tiny(tok)).to(device)
+    path = cache_dir("diffusion")/f"clip_steps{steps}_seed{seed}.pt"
+    if path.exists(): clip.load_state_dict(torch.load(path, map_location=device))
+    else:
+        train_clip(clip, make_shape_captions(4096, "train", seed=seed), tok, steps=steps, seed=seed)
+        torch.save(clip.state_dict(), path)
+    return clip.eval().requires_grad_(False), tok
+
+# %% ../nbs/09b_diffusion.ipynb #00492f28
+def train_diffusion(
+    model:UNet, # the U-Net, on its device
+    sched:NoiseSchedule, # the noise schedule (and what the model predicts)
+    images:Tensor, # (N, C, S, S) training images (or latents), scaled to about [-1, 1]
+    condition:Callable|None=None, # (indices, rng) -> `TextCondition` of those images' captions; None: unconditional
+    steps:int=1000, # optimizer steps
+    batch_size:int=64, # images per step
+    lr:float=2e-3, # peak learning rate (AdamW), after a short warm-up, then cosine decay
+    p_uncond:float=0.1, # the share of captions replaced by the empty prompt (condition dropout)
+    empty:TextCondition|None=None, # the empty prompt's condition, used for the dropped captions
+    ema_decay:float=0.995, # the model ends with the exponential moving average of its weights with this decay
+    seed:int=0, # seeds the batches, steps and noise
+    log_every:int=25, # steps between `History` entries
+) -> History:
+    "Minimise the mean squared error of the noise (or v) prediction on random batches and steps; keep the EMA weights."
+    device, rng = next(model.parameters()).device, np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    sched_lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    hist = History(); model.train()
+    for step in range(1, steps + 1):
+        idx = rng.choice(len(images), batch_size, replace=False)
+        x0 = images[idx].to(device)
+        t = torch.randint(0, sched.T, (batch_size,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        x_t = sched.add_noise(x0, noise.to(device), t)
+        kw = {}
+        if condition is not None:
+            c = condition(idx, rng)
+            drop = torch.as_tensor(rng.random(batch_size) < p_uncond)
+            if drop.any():
+                c = TextCondition.cat([c, empty])  # the last row is the empty prompt
+                keep = torch.where(drop, len(c) - 1, torch.arange(batch_size))  # (B,) rows to use
+                c = c[keep]
+            c = c.to(device); kw = dict(context=c.context, context_mask=c.mask, pooled=c.pooled)
+        loss = F.mse_loss(model(x_t, t.to(device), **kw), sched.target(x0, noise.to(device), t))
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched_lr.step()
+        with torch.no_grad():
+            d = min(ema_decay, (1 + step) / (10 + step))  # a short average while the weights change fast
+            for k, v in model.state_dict().items(): ema[k].lerp_(v, 1 - d) if v.is_floating_point() else ema[k].copy_(v)
+        if step % log_every == 0 or step == steps: hist.log(step, loss=loss)
+    model.load_state_dict(ema); model.eval()
+    return hist
+
+# %% ../nbs/09b_diffusion.ipynb #46162ea6
+@torch.no_grad()
+def sample(
+    model_fn:Callable, # (x_t, t) -> the model's prediction at step t (noise or v), for the whole batch
+    sched:NoiseSchedule, # the schedule the model was trained with
+    shape:tuple, # (B, C, S, S) of the samples
+    steps:int=50, # how many denoising steps (T: every step of the schedule)
+    method:str="ddim", # "ddim" (deterministic with eta=0) or "ddpm" (ancestral)
+    eta:float=0.0, # DDIM's share of fresh noise
+    generator:torch.Generator|None=None, # seeds the starting noise and the fresh noise of each step
+    device=None, # where the samples live (default: the CPU)
+    x_T:Tensor|None=None, # the starting noise (default: drawn from `generator`)
+    offset:int=0, # `sampling_steps`' offset (1 for Stable Diffusion's scheduler config)
+) -> Tensor:
+    "Samples (B, C, S, S) from pure noise, going down `sampling_steps(T, steps)` with DDIM or DDPM steps."
+    if method not in ("ddim", "ddpm"): raise ValueError(f"method {method!r} is unknown; use 'ddim' or 'ddpm'")
+    x = torch.randn(shape, generator=generator) if x_T is None else x_T.cpu()
+    x = x.to(device or "cpu")
+    ts = sampling_steps(sched.T, steps, offset)
+    for i, t in enumerate(ts):
+        prev_t = t - sched.T // steps
+        out = model_fn(x, torch.tensor(t, device=x.device))
+        fresh = torch.randn(shape, generator=generator).to(x.device) if (method == "ddpm" or eta > 0) else None
+        if method == "ddpm": x = ddpm_step(sched, out, t, x, fresh, prev_t)[0]
+        else: x = ddim_step(sched, out, t, prev_t, x, eta, fresh)[0]
+    return x
+
+def guided(
+    model:UNet, # a text-conditioned U-Net
+    cond:TextCondition, # the prompts, one row per sample
+    empty:TextCondition, # the empty prompt (one row)
+    scale:float=3.0, # guidance scale: 1 is the plain conditional model, 0 the unconditional one
+) -> Callable:
+    "A `model_fn` for `sample`: uncond + `scale` (cond - uncond), with both predictions in one batch."
+    both = TextCondition.cat([cond, empty[[0] * len(cond)]])  # (2B, ...) the prompts, then the empty prompt B times
+    def model_fn(x:Tensor, t:Tensor) -> Tensor:
+        if scale == 1: return model(x, t, cond.context, cond.mask, cond.pooled)
+        out = model(torch.cat([x, x]), t, both.context, both.mask, both.pooled)  # (2B, C, S, S)
+        out_cond, out_uncond = out.chunk(2)
+        return out_uncond + scale * (out_cond - out_uncond)
+    return model_fn
+
+# %% ../nbs/09b_diffusion.ipynb #bee11ac9
+def shape_judge(n_classes:int=len(COLOURS) * len(SHAPES)) -> nn.Module:
+    "A small CNN: (B, 3, S, S) images in [-1, 1] -> (B, `n_classes`) logits of the colour-and-shape classes."
+    conv = lambda i, o: [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
+    return nn.Sequential(*conv(3, 32), *conv(32, 32), nn.MaxPool2d(2), *conv(32, 64), nn.MaxPool2d(2), *conv(64, 64),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n_classes))
+
+def train_judge(
+    images:Tensor, # (N, 3, S, S) real images in [-1, 1]
+    labels:Tensor, # (N,) their classes (`ShapeCaptions.labels`)
+    steps:int=300, # optimizer steps
+    batch_size:int=128, # images per step
+    lr:float=3e-3, # Adam's learning rate
+    seed:int=0, # seeds the model and the batches
+) -> nn.Module:
+    "`shape_judge` trained with cross-entropy on real images, with a little noise added so that it is not brittle."
+    torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
+    model = shape_judge(); opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g)
+        x = images[idx] + 0.05 * torch.randn(images[idx].shape, generator=g)
+        loss = F.cross_entropy(model(x), labels[idx])
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    return model.eval()
+
+@torch.no_grad()
+def judge_classes(judge:nn.Module, images:Tensor, batch_size:int=512) -> Tensor:
+    "(N,) the class the judge sees in each image of `images` (N, 3, S, S)."
+    return torch.cat([judge(images[i:i + batch_size].clamp(-1, 1)).argmax(-1) for i in range(0, len(images), batch_size)])
+
+# %% ../nbs/09b_diffusion.ipynb #020baed4
+def prompt_match(
+    judge:nn.Module, # a classifier of the colour-and-shape classes (`shape_judge`)
+    images:Tensor, # (N, 3, S, S) samples in [-1, 1]
+    labels:Sequence[int], # (N,) the class each sample was asked for (colour index * len(SHAPES) + shape index)
+) -> dict:
+    "Per-sample hits: `match` (colour and shape both right), `colour` and `shape` as (N,) float arrays."
+    got, want = judge_classes(judge, images).numpy(), np.asarray(labels)
+    n = len(SHAPES)
+    return dict(match=(got == want).astype(float), colour=(got // n == want // n).astype(float), shape=(got % n == want % n).astype(float))
+
+def match_interval(
+    hits:Sequence[float], # one 0/1 per sample
+    rounds:int=2000, # bootstrap resamples
+    seed:int=0, # seeds the resampling
+) -> tuple[float, float, float]:
+    "(mean, low, high): the share of hits and its 95% percentile bootstrap interval over samples."
+    h = np.asarray(hits, dtype=float)
+    means = h[np.random.default_rng(seed).integers(0, len(h), (rounds, len(h)))].mean(1)  # (rounds,)
+    return float(h.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+def prompt_set(
+    combos:Sequence[tuple[str, str]], # (colour, shape) pairs
+    per_combo:int, # samples of each
+) -> tuple[list[str], list[int]]:
+    "Prompts 'a `colour` `shape`', each `per_combo` times, and the class each asks for."
+    pairs = [c for c in combos for _ in range(per_combo)]
+    return [f"a {c} {s}" for c, s in pairs], [list(COLOURS).index(c) * len(SHAPES) + SHAPES.index(s) for c, s in pairs]
+
+# %% ../nbs/09b_diffusion.ipynb #9eeeaffb
+@torch.no_grad()
+def text_to_images(
+    model:UNet, # a text-conditioned U-Net
+    sched:NoiseSchedule, # its schedule
+    clip:CLIP, # the CLIP whose text tower the model reads
+    tokenizer:Callable, # the CLIP's tokenizer
+    prompts:Sequence[str], # one prompt per sample
+    scale:float=3.0, # guidance scale
+    steps:int=20, # DDIM steps
+    seed:int=0, # seeds the starting noise: the same seed and prompts give the same samples
+    decode:Callable|None=None, # latents -> images (latent diffusion), None: the model makes pixels
+    batch_size:int=256, # samples per batch
+) -> Tensor:
+    "(N, 3, S, S) samples in [-1, 1] for `prompts`, with DDIM and classifier-free guidance."
+    g, out, device = torch.Generator().manual_seed(seed), [], next(model.parameters()).device
+    empty = encode_prompts(clip, tokenizer, [""])
+    shape = (model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size)
+    for i in range(0, len(prompts), batch_size):
+        c = encode_prompts(clip, tokenizer, prompts[i:i + batch_size])
+        x = sample(guided(model, c, empty, scale), sched, (len(c), *shape), steps=steps, generator=g, device=device)
+        out.append((decode(x) if decode else x).cpu().clamp(-1, 1))
+    return torch.cat(out)
+
+# %% ../nbs/09b_diffusion.ipynb #bebbbbb7
+class TinyAutoencoder(nn.Module):
+    "(B, 3, S, S) images <-> (B, `latent_channels`, S/2, S/2) latents: two small convolutional stacks."
+    def __init__(self,
+                 latent_channels:int=4, # channels of the latent image
+                 width:int=32, # channels inside
+                ):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 4, stride=2, padding=1), nn.SiLU(),
+                                     nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, latent_channels, 3, padding=1))
+        self.decoder = nn.Sequential(nn.Conv2d(latent_channels, width, 3, padding=1), nn.SiLU(), nn.Upsample(scale_factor=2),
+                                     nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+                                     nn.Conv2d(width, 3, 3, padding=1))
+        self.register_buffer("scale", torch.tensor(1.0))  # latents are divided by this: their standard deviation after training
+
+    def encode(self, x:Tensor) -> Tensor: return self.encoder(x) / self.scale
+    def decode(self, z:Tensor) -> Tensor: return self.decoder(z * self.scale)
+    def forward(self, x:Tensor) -> Tensor: return self.decode(self.encode(x))
+
+def train_autoencoder(
+    ae:TinyAutoencoder, # the autoencoder
+    images:Tensor, # (N, 3, S, S) images in [-1, 1]
+    steps:int=500, # optimizer steps
+    batch_size:int=128, # images per step
+    lr:float=2e-3, # Adam's learning rate
+    seed:int=0, # seeds the batches
+) -> History:
+    "Minimise the reconstruction error (mean squared), then set `ae.scale` to the latents' standard deviation."
+    g, opt, hist = torch.Generator().manual_seed(seed), torch.optim.Adam(ae.parameters(), lr=lr), History()
+    ae.train()
+    for step in range(1, steps + 1):
+        x = images[torch.randint(0, len(images), (batch_size,), generator=g)]
+        loss = F.mse_loss(ae(x), x)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if step % 25 == 0 or step == steps: hist.log(step, loss=loss)
+    ae.eval()
+    with torch.no_grad(): ae.scale.fill_(ae.encoder(images[:1000]).std().item())
+    return hist
+
+# %% ../nbs/09b_diffusion.ipynb #3af5b1f6
+@torch.no_grad()
+def sd_generate(
+    unet, # a `diffusers` `UNet2DConditionModel`
+    vae, # a `diffusers` `AutoencoderKL`
+    sched:NoiseSchedule, # the schedule the U-Net was trained with (`NoiseSchedule(pipe.scheduler.betas, ...)`)
+    prompt_embeds:Tensor, # (B, L, D) the text encoder's last hidden states for the prompts
+    negative_embeds:Tensor, # (B, L, D) the same for the empty (or negative) prompt
+    scale:float=7.5, # guidance scale (7.5 is the Stable Diffusion default)
+    steps:int=50, # DDIM steps
+    latents:Tensor|None=None, # (B, 4, h, w) starting noise (default: drawn from `generator`)
+    height:int=512, # image height in pixels, a multiple of the autoencoder's downsampling
+    width:int=512, # image width in pixels
+    generator:torch.Generator|None=None, # seeds the starting latents
+    offset:int=1, # `sampling_steps`' offset: Stable Diffusion's scheduler config has `steps_offset=1`
+) -> Tensor:
+    "(B, 3, `height`, `width`) images in [-1, 1]: DDIM with classifier-free guidance in the latent space, then decoded."
+    down = 2 ** (len(vae.config.block_out_channels) - 1)
+    if height % down or width % down: raise ValueError(f"height and width must be multiples of {down}, got {height}x{width}")
+    B, dev, dtype = len(prompt_embeds), unet.device, unet.dtype
+    shape = (B, unet.config.in_channels, height // down, width // down)
+    both = torch.cat([negative_embeds, prompt_embeds]).to(dev, dtype)  # (2B, L, D): unconditional first, as diffusers
+    def model_fn(x:Tensor, t:Tensor) -> Tensor:
+        out = unet(torch.cat([x, x]).to(dtype), t, encoder_hidden_states=both).sample.float()
+        out_uncond, out_cond = out.chunk(2)
+        return out_uncond + scale * (out_cond - out_uncond)
+    z = sample(model_fn, sched, shape, steps=steps, generator=generator, x_T=latents, device=dev, offset=offset)
+    return vae.decode((z / vae.config.scaling_factor).to(dtype)).sample.float().clamp(-1, 1)

@@ -72,3 +72,42 @@ def test_bad_schedules_say_what_is_wrong():
     with pytest.raises(ValueError, match=r"values in \(0, 1\)"): NoiseSchedule(torch.linspace(0, 1, 10))
     with pytest.raises(ValueError, match="past the schedule"): NoiseSchedule.linear(100).alpha_bar(100)
     with pytest.raises(ValueError, match="between 1 and 1000"): sampling_steps(1000, 0)
+
+def _tiny_sd(prediction_type):
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=32, attention_head_dim=4, norm_num_groups=4).eval()
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), norm_num_groups=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2).eval()
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=16)).eval()
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+@pytest.mark.parametrize("prediction_type,scale,steps", [("epsilon", 7.5, 10), ("v_prediction", 3.0, 7), ("epsilon", 1.5, 25)])
+def test_sd_generate_equals_the_diffusers_pipeline(prediction_type, scale, steps):
+    from llmcourse.diffusion import sd_generate
+    pipe = _tiny_sd(prediction_type)
+    with torch.no_grad():
+        ids = torch.randint(0, 100, (4, 16), generator=torch.Generator().manual_seed(1))
+        emb, neg = pipe.text_encoder(ids[:2]).last_hidden_state, pipe.text_encoder(ids[2:]).last_hidden_state
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    ours_sched = NoiseSchedule(pipe.scheduler.betas, prediction_type="v" if prediction_type == "v_prediction" else "epsilon",
+                               clip_sample=False, final_alpha_bar=pipe.scheduler.alphas_cumprod[0].item())
+    ours = sd_generate(pipe.unet, pipe.vae, ours_sched, emb, neg, scale=scale, steps=steps, latents=latents, height=16, width=16)
+    ref = pipe(prompt_embeds=emb, negative_prompt_embeds=neg, guidance_scale=scale, num_inference_steps=steps, latents=latents,
+               height=16, width=16, output_type="pt").images * 2 - 1
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+def test_bad_inputs_say_what_to_do():
+    from llmcourse.diffusion import UNet, UNetConfig, sample
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 16, 16\)"): UNet(UNetConfig.tiny())(torch.zeros(1, 3, 8, 8), torch.tensor(0))
+    with pytest.raises(ValueError, match="divisible"): UNetConfig(image_size=10, widths=(16, 32, 64))
+    with pytest.raises(ValueError, match="method"): sample(lambda x, t: x, NoiseSchedule.linear(), (1, 3, 4, 4), method="euler")
