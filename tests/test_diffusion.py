@@ -82,7 +82,7 @@ def _tiny_sd(prediction_type):
                                 cross_attention_dim=32, attention_head_dim=4, norm_num_groups=4).eval()
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), norm_num_groups=4,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2).eval()
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=100, bos_token_id=0, pad_token_id=1, eos_token_id=2, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                                         num_attention_heads=4, max_position_embeddings=16)).eval()
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                           clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
