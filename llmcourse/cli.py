@@ -371,7 +371,7 @@ def data_verify(names:list[str]|None=None) -> list[str]:
     return problems
 
 # %% ../nbs/90_cli.ipynb #14eb2a1f
-QUICK_EXTRAS = ("elmo", "ulmfit", "llama", "audio", "bert", "serve", "rl") # what `llmcourse[all]` brings
+QUICK_EXTRAS = ("elmo", "ulmfit", "llama", "audio", "bert", "serve", "rl", "diffusion") # what `llmcourse[all]` brings
 
 def requirements_by_extra() -> dict[str, list]:
     "The installed llmcourse's requirements grouped by extra ('' for the core ones), as `packaging` Requirements."
