@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'find_fonts', 'load_font', 'normalize_box',
-           'Document', 'PageWriter', 'random_date', 'random_amount', 'money', 'random_values', 'Template',
-           'render_invoice', 'make_templates', 'split_templates', 'make_documents', 'ocr_noise', 'encode_words',
-           'encode_document', 'word_tags', 'collate', 'LayoutLMConfig', 'LayoutEmbeddings', 'LayoutLM',
-           'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf', 'hf_layoutlm_config',
+__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'FUNSD_LABELS', 'FUNSD', 'find_fonts',
+           'load_font', 'normalize_box', 'Document', 'PageWriter', 'random_date', 'random_amount', 'money',
+           'random_values', 'Template', 'render_invoice', 'make_templates', 'split_templates', 'make_documents',
+           'ocr_noise', 'encode_words', 'encode_document', 'word_tags', 'collate', 'LayoutLMConfig', 'LayoutEmbeddings',
+           'LayoutLM', 'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf', 'hf_layoutlm_config',
            'layoutlm_from_hf', 'layoutlm_to_hf', 'layoutlm_from_pretrained', 'entity_spans', 'entity_counts',
-           'f1_from_counts', 'entity_f1', 'bootstrap_f1']
+           'f1_from_counts', 'entity_f1', 'bootstrap_f1', 'init_box_tables', 'predict_tags', 'train_tagger',
+           'read_funsd', 'save_funsd']
 
-# %% ../nbs/09c_layoutlm.ipynb #802c2e5e
+# %% ../nbs/09c_layoutlm.ipynb #9dc51aa3
 import numpy as np
 import torch
 import torch.nn as nn
@@ -30,6 +31,7 @@ from torch import Tensor
 from PIL import Image, ImageDraw, ImageFont
 from dataclasses import asdict
 from .transformer import sinusoidal_positions
+from .data import Resource, RemoteFile, register
 from .bert import (Bert, BertConfig, BertOutput, BertEmbeddings, bert_state_dict_from_hf, bert_config_from_hf,
                             hf_bert_config, _init_bert_weights)
 
@@ -124,10 +126,10 @@ class PageWriter:
         "The page written so far as a `Document`."
         return Document(self.words, self.boxes, self.labels, self.sizes, self.font, template, self.size)
 
-# %% ../nbs/09c_layoutlm.ipynb #24b849cf
+# %% ../nbs/09c_layoutlm.ipynb #e5cee53c
 KEYS = {"INVOICE_NO": ["Invoice no.", "Invoice #", "Invoice number", "Ref."], "DATE": ["Date", "Invoice date", "Issued"],
         "TOTAL": ["Total", "Amount due", "Total due", "Balance due"], "order": ["Order no.", "PO number", "Customer ID"],
-        "due": ["Due date", "Payment due", "Delivery"], "subtotal": ["Subtotal", "Net amount"], "tax": ["Tax", "VAT"],
+        "due": ["Payment due", "Pay by", "Due"], "subtotal": ["Subtotal", "Net amount"], "tax": ["Tax", "VAT"],
         "shipping": ["Shipping", "Freight"]} # what a page may call each field and each distractor
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 ITEMS = "Widget Bolt Cable Adapter Bracket Sensor Hinge Valve Filter Gasket Spring Clamp".split()
@@ -553,3 +555,118 @@ def bootstrap_f1(
     boots = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     a = (1 - level) / 2
     return f1_from_counts(counts), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+
+# %% ../nbs/09c_layoutlm.ipynb #0dada44b
+def init_box_tables(
+    model:nn.Module, # a `LayoutLM` or `LayoutLMTagger`
+    scale:float=0.03, # multiply the sinusoids by this (BERT's tables start with standard deviation 0.02)
+    base:float=1000.0, # the longest wavelength is `base` * 2 pi coordinate units
+) -> nn.Module:
+    "Start the x table with lesson 05's sinusoids in the first half of each vector and the y table in the second half."
+    emb = model.layoutlm.bert.embeddings if isinstance(model, LayoutLMTagger) else model.bert.embeddings
+    E = emb.x.embedding_dim
+    waves = scale * sinusoidal_positions(emb.x.num_embeddings, E // 2, base)  # (1024, E/2)
+    with torch.no_grad():
+        emb.x.weight.zero_(); emb.x.weight[:, :E // 2] = waves  # nearby x start alike, and apart from any y
+        emb.y.weight.zero_(); emb.y.weight[:, E // 2:] = waves
+    return model
+
+# %% ../nbs/09c_layoutlm.ipynb #40f62bb9
+@torch.no_grad()
+def predict_tags(
+    model:LayoutLMTagger, # a trained tagger
+    encoded:Sequence[dict], # outputs of `encode_words`
+    batch_size:int=32, # documents per forward pass
+    label_names:Sequence[str]=LABELS, # the tag set the model was trained on
+) -> list[list[str]]:
+    "The predicted BIO tag of every word (the tag of its first word piece), per document."
+    model.eval(); dev = next(model.parameters()).device
+    out = []
+    for i in range(0, len(encoded), batch_size):
+        chunk = encoded[i:i + batch_size]
+        b = collate(chunk)
+        logits = model(b["input_ids"].to(dev), b["bbox"].to(dev), b["attention_mask"].to(dev))  # (B, T, L)
+        best = logits.argmax(-1).cpu()  # (B, T)
+        for e, row in zip(chunk, best): out.append([label_names[int(row[j])] for j, f in enumerate(e["first"]) if f])
+    return out
+
+# %% ../nbs/09c_layoutlm.ipynb #cd6c2bb7
+def train_tagger(
+    model:LayoutLMTagger, # the tagger to train
+    train:Sequence[dict], # encoded training documents
+    valid:Sequence[dict], # encoded validation documents: the step with the best validation F1 is kept
+    steps:int=600, # optimizer steps
+    batch_size:int=16, # documents per step
+    lr:float=1e-3, # peak learning rate (linear warm-up, then cosine decay)
+    eval_every:int=100, # validate every this many steps
+    seed:int=0, # batches and dropout
+    label_names:Sequence[str]=LABELS, # the tag set
+) -> tuple[LayoutLMTagger, History]:
+    "Train with AdamW and cross-entropy on first word pieces; return the model at its best validation F1, and the history."
+    seed_everything(seed)
+    dev = next(model.parameters()).device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = warmup_scheduler(opt, warmup=steps // 10, total=steps)
+    hist, rng = History(), np.random.default_rng(seed)
+    best, best_state = -1.0, None
+    for step in range(1, steps + 1):
+        model.train()
+        b = collate([train[i] for i in rng.choice(len(train), batch_size, replace=False)])
+        logits = model(b["input_ids"].to(dev), b["bbox"].to(dev), b["attention_mask"].to(dev))  # (B, T, L)
+        loss = F.cross_entropy(logits.flatten(0, 1), b["labels"].to(dev).flatten(), ignore_index=PAD_LABEL)
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        hist.log(step, loss=loss.item())
+        if step % eval_every == 0 or step == steps:
+            f1 = entity_f1([word_tags(e, label_names) for e in valid], predict_tags(model, valid, label_names=label_names))
+            hist.log(step, valid_f1=f1)
+            if f1 > best: best, best_state = f1, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    return model.eval(), hist
+
+# %% ../nbs/09c_layoutlm.ipynb #36dc1c91
+FUNSD_LABELS = ("O", "B-HEADER", "I-HEADER", "B-QUESTION", "I-QUESTION", "B-ANSWER", "I-ANSWER") # FUNSD's entity kinds in BIO ('other' is O)
+
+def read_funsd(
+    folder:str|Path, # a FUNSD split folder: `annotations/*.json` and `images/*.png`
+) -> list[Document]:
+    "The pages of a FUNSD split as `Document`s: every entity's words with their pixel boxes, tagged in BIO."
+    folder = Path(folder)
+    files = sorted((folder/"annotations").glob("*.json"))
+    if not files: raise FileNotFoundError(f"{folder}/annotations holds no .json files; point at a FUNSD split such as dataset/testing_data.")
+    docs = []
+    for f in files:
+        image = folder/"images"/(f.stem + ".png")
+        if not image.exists(): raise FileNotFoundError(f"{f.name} has no page image {image}; FUNSD keeps one .png per annotation.")
+        with Image.open(image) as im: size = im.size
+        words, boxes, labels = [], [], []
+        for ent in json.loads(f.read_text())["form"]:
+            kind = ent["label"].upper()
+            ws = [w for w in ent["words"] if w["text"].strip()]
+            for i, w in enumerate(ws):
+                words.append(w["text"]); boxes.append(tuple(int(v) for v in w["box"]))
+                labels.append("O" if kind == "OTHER" else f"{'B' if i == 0 else 'I'}-{kind}")
+        docs.append(Document(words, boxes, labels, [12] * len(words), "default", f.stem, size))
+    return docs
+
+def save_funsd(
+    docs:Sequence[Document], # pages to write
+    folder:str|Path, # where `annotations/` and `images/` go
+) -> Path:
+    "Write `docs` in FUNSD's format: a page image and a JSON list of entities (each a field, or one 'other' word)."
+    folder = Path(folder)
+    (folder/"annotations").mkdir(parents=True, exist_ok=True); (folder/"images").mkdir(parents=True, exist_ok=True)
+    for n, d in enumerate(docs):
+        form = []
+        for w, b, l in zip(d.words, d.boxes, d.labels):
+            if l.startswith("I-") and form and form[-1]["label"] == l[2:].lower():
+                form[-1]["words"].append(dict(text=w, box=list(b))); form[-1]["text"] += " " + w
+            else: form.append(dict(id=len(form), text=w, box=list(b), label="other" if l == "O" else l[2:].lower(), words=[dict(text=w, box=list(b))], linking=[]))
+        (folder/"annotations"/f"page{n:04d}.json").write_text(json.dumps(dict(form=form)))
+        d.render().save(folder/"images"/f"page{n:04d}.png")
+    return folder
+
+# %% ../nbs/09c_layoutlm.ipynb #c9c174bb
+FUNSD = register(Resource("funsd", "funsd", (RemoteFile("dataset.zip", ("https://guillaumejaume.github.io/FUNSD/dataset.zip",), None, None, unpack=True),),
+                          "for non-commercial, research and educational use (see the page)",
+                          "FUNSD: 199 scanned forms with word boxes, entity labels (header, question, answer, other) and links",
+                          "https://guillaumejaume.github.io/FUNSD/")) # no sha256 is published: fetch it with trust_on_first_use=True
