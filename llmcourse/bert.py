@@ -1,4 +1,4 @@
-"""BERT from parts with a weight mapping from `transformers` (checked on random configs and the real MiniLM), sentence embeddings, masked-LM pretraining with static and dynamic masking, SST-2 fine-tuning, RoBERTa's changes and XLNet's permutation language model with two-stream attention.
+"""BERT from parts with a weight mapping from `transformers` (checked on random configs and the real MiniLM), sentence embeddings, masked-LM pretraining with static and dynamic masking, SST-2 fine-tuning scored once on the test set, and RoBERTa's changes.
 
 Docs: https://llmcourse.github.io/llmcourse/bert.html.md"""
 
@@ -10,23 +10,20 @@ import json, math, os, re, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import NamedTuple, Sequence
-
-# %% auto #0
-__all__ = ['BertConfig', 'roberta_position_ids', 'BertEmbeddings', 'BertLayer', 'BertOutput', 'Bert', 'BertMLMHead',
-           'BertForMaskedLM', 'BertClassifier', 'mean_pool', 'bert_state_dict_from_hf', 'bert_config_from_hf',
-           'hf_bert_config', 'bert_from_hf', 'bert_from_pretrained', 'sentence_embeddings', 'mask_tokens',
-           'DynamicMaskingCollator', 'StaticMaskingCollator', 'train_mlm', 'fill_mask', 'classify', 'accuracy',
-           'finetune_classifier', 'minilm_classifier', 'ClassifierWithLoss', 'trainer_finetune', 'xlnet_masks',
-           'XLNetConfig', 'relative_sinusoids', 'TwoStreamAttention', 'XLNetFeedForward', 'XLNetLM', 'hf_xlnet_config',
-           'xlnet_from_hf']
-
-# %% ../nbs/07_bert.ipynb #34fbe09d
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from .core import History, default_device, seed_everything, is_quick, quick_or_full, cache_dir
+from .core import History, default_device, seed_everything, is_quick, quick_or_full, cache_dir, warmup_scheduler
 from .transformer import MultiHeadAttention, FeedForward
+
+# %% auto #0
+__all__ = ['BERT_MODEL_TYPES', 'BertConfig', 'roberta_position_ids', 'BertEmbeddings', 'BertLayer', 'BertOutput', 'Bert',
+           'BertMLMHead', 'BertForMaskedLM', 'BertClassifier', 'mean_pool', 'bert_state_dict_from_hf',
+           'bert_config_from_hf', 'hf_bert_config', 'bert_from_hf', 'randomized', 'HFFolderError', 'read_hf_config',
+           'read_hf_weights', 'check_tensor_shapes', 'bert_from_pretrained', 'sentence_embeddings', 'mask_tokens',
+           'DynamicMaskingCollator', 'StaticMaskingCollator', 'train_mlm', 'fill_mask', 'classify', 'accuracy',
+           'bootstrap_accuracy', 'finetune_classifier', 'minilm_classifier', 'ClassifierWithLoss', 'trainer_finetune']
 
 # %% ../nbs/07_bert.ipynb #00341f28
 @dataclass
@@ -243,22 +240,14 @@ def mean_pool(
 
 # %% ../nbs/07_bert.ipynb #3f438696
 _HF_TO_OURS = [  # (Hugging Face name, our name), tried in order; the model prefix `bert.`/`roberta.` is stripped first
-    (r"embeddings\.word_embeddings\.", "embeddings.word."),
-    (r"embeddings\.position_embeddings\.", "embeddings.position."),
-    (r"embeddings\.token_type_embeddings\.", "embeddings.segment."),
-    (r"embeddings\.LayerNorm\.", "embeddings.norm."),
-    (r"encoder\.layer\.(\d+)\.attention\.self\.query\.", r"layers.\1.attn.q_proj."),
-    (r"encoder\.layer\.(\d+)\.attention\.self\.key\.", r"layers.\1.attn.k_proj."),
-    (r"encoder\.layer\.(\d+)\.attention\.self\.value\.", r"layers.\1.attn.v_proj."),
-    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attn.out_proj."),
-    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.norm1."),
-    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.ff.linear1."),
-    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.ff.linear2."),
-    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.norm2."),
-    (r"pooler\.dense\.", "pooler."),
-    (r"(cls\.predictions\.transform\.dense|lm_head\.dense)\.", "head.dense."),
-    (r"(cls\.predictions\.transform\.LayerNorm|lm_head\.layer_norm)\.", "head.norm."),
-    (r"(cls\.predictions|lm_head)\.bias", "head.bias"),
+    (r"embeddings\.word_embeddings\.", "embeddings.word."), (r"embeddings\.position_embeddings\.", "embeddings.position."),
+    (r"embeddings\.token_type_embeddings\.", "embeddings.segment."), (r"embeddings\.LayerNorm\.", "embeddings.norm."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.query\.", r"layers.\1.attn.q_proj."), (r"encoder\.layer\.(\d+)\.attention\.self\.key\.", r"layers.\1.attn.k_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.value\.", r"layers.\1.attn.v_proj."), (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attn.out_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.norm1."), (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.ff.linear1."),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.ff.linear2."), (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.norm2."),
+    (r"pooler\.dense\.", "pooler."), (r"(cls\.predictions\.transform\.dense|lm_head\.dense)\.", "head.dense."),
+    (r"(cls\.predictions\.transform\.LayerNorm|lm_head\.layer_norm)\.", "head.norm."), (r"(cls\.predictions|lm_head)\.bias", "head.bias"),
 ]
 _HF_SKIP = r"(embeddings\.(position_ids|token_type_ids)|cls\.predictions\.decoder\.|lm_head\.decoder\.|cls\.seq_relationship\.)"
 
@@ -311,7 +300,79 @@ def bert_from_hf(hf_model) -> nn.Module: # a `transformers` BERT or RoBERTa mode
     ours.load_state_dict(sd, strict=True)
     return ours.to(next(hf_model.parameters()).device)
 
+def randomized(
+    m:nn.Module, # a model, e.g. a `transformers` reference built from a config
+    seed:int=0, # seeds the noise
+    scale:float=0.05, # standard deviation of the noise
+) -> nn.Module:
+    "`m` in eval mode with noise added to every parameter, so that no bias is zero and no LayerNorm is the identity."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters(): p.add_(scale * torch.randn(p.shape, generator=g))
+    return m.eval()
+
 # %% ../nbs/07_bert.ipynb #6c1e9a14
+BERT_MODEL_TYPES = ("bert", "roberta") # the `model_type`s of config.json that `bert_from_pretrained` reads
+
+class HFFolderError(ValueError):
+    "A Hugging Face model folder that cannot be loaded; the message names the file and what is wrong with it."
+
+def read_hf_config(
+    path:str|Path, # a Hugging Face model folder
+    model_types:Sequence[str], # the `model_type`s the caller can load, e.g. `BERT_MODEL_TYPES`
+) -> dict:
+    "`config.json` of folder `path` as a dict, checked: the folder and the file exist, it parses, its model type fits."
+    path = Path(path)
+    if not path.exists(): raise HFFolderError(f"{path} does not exist; give the folder of a Hugging Face model (config.json and model.safetensors).")
+    if not path.is_dir(): raise HFFolderError(f"{path} is a file; give the folder that holds config.json and model.safetensors.")
+    f = path/"config.json"
+    if not f.is_file():
+        raise HFFolderError(f"{path} has no config.json, so it is not a Hugging Face model folder (it holds {sorted(p.name for p in path.iterdir())[:6]}).")
+    try: cfg = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise HFFolderError(f"{f} is not valid JSON ({e}); download the model again.") from None
+    if not isinstance(cfg, dict): raise HFFolderError(f"{f} holds a JSON {type(cfg).__name__}, not the object of a model config.")
+    if cfg.get("model_type") not in model_types:
+        arch = (cfg.get("architectures") or ["?"])[0]
+        raise HFFolderError(f"{f} describes a {cfg.get('model_type')!r} model ({arch}); this loader reads "
+                            f"{' and '.join(repr(t) for t in model_types)} models.")
+    return cfg
+
+def read_hf_weights(
+    path:str|Path, # a Hugging Face model folder
+) -> tuple[Path, dict[str, Tensor]]:
+    "The weights file of folder `path` (`model.safetensors`, else `pytorch_model.bin`) and its tensors, with errors that name it."
+    path = Path(path)
+    st, pt = path/"model.safetensors", path/"pytorch_model.bin"
+    if st.is_file():
+        from safetensors.torch import load_file
+        try: return st, load_file(str(st))
+        except Exception as e:
+            raise HFFolderError(f"{st} is not a readable safetensors file ({type(e).__name__}: {e}); it may be truncated: download it again.") from None
+    if pt.is_file():
+        try: return pt, torch.load(pt, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise HFFolderError(f"{pt} is not a readable PyTorch checkpoint ({type(e).__name__}: {e}); it may be truncated: download it again.") from None
+    raise HFFolderError(f"{path} has neither model.safetensors nor pytorch_model.bin: the weights are missing.")
+
+def check_tensor_shapes(
+    found:dict, # name -> tensor (or shape) read from the file
+    expected:dict, # name -> tensor (or shape) of the model that config.json describes
+    source:str|Path, # the weights file, for the message
+    names:dict[str, str]|None=None, # our name -> the file's name, for the message
+) -> None:
+    "Raise `HFFolderError`, naming `source`, when a tensor of `expected` is missing from `found` or has another shape."
+    shape = lambda t: tuple(t.shape) if hasattr(t, "shape") else tuple(t)
+    show = lambda k: (names or {}).get(k, k)
+    missing = [k for k in expected if k not in found]
+    if missing:
+        raise HFFolderError(f"{source} lacks {len(missing)} tensor(s) that the model of config.json needs: "
+                            f"{', '.join(show(k) for k in missing[:4])}{' ...' if len(missing) > 4 else ''}; the file is incomplete "
+                            "or belongs to another model.")
+    bad = [k for k in expected if shape(found[k]) != shape(expected[k])]
+    if bad:
+        raise HFFolderError(f"{source}: tensor {show(bad[0])} has shape {shape(found[bad[0]])}, but config.json implies "
+                            f"{shape(expected[bad[0]])} ({len(bad)} tensor(s) disagree); the weights and config.json come from different models.")
+
 def bert_from_pretrained(
     path:str|Path, # a folder with `config.json` and `model.safetensors` (or `pytorch_model.bin`), e.g. `minilm_dir()`
     pooler:bool=True, # keep the pooler if the checkpoint has one
@@ -319,31 +380,37 @@ def bert_from_pretrained(
     "Our `Bert` with the weights of a Hugging Face BERT/RoBERTa folder (read with `safetensors`, no `transformers` model)."
     import transformers
     path = Path(path)
-    if not (path/"config.json").exists(): raise FileNotFoundError(f"{path} has no config.json; is it a Hugging Face model folder?")
-    cfg = bert_config_from_hf(transformers.AutoConfig.from_pretrained(str(path)))
-    if (path/"model.safetensors").exists():
-        from safetensors.torch import load_file
-        sd = load_file(str(path/"model.safetensors"))
-    elif (path/"pytorch_model.bin").exists(): sd = torch.load(path/"pytorch_model.bin", map_location="cpu", weights_only=True)
-    else: raise FileNotFoundError(f"{path} has neither model.safetensors nor pytorch_model.bin.")
-    sd = {k: v for k, v in bert_state_dict_from_hf(sd).items() if not k.startswith(("head.", "classifier."))}
-    sd = {k.removeprefix("bert."): v for k, v in sd.items()}
-    has_pooler = pooler and "pooler.weight" in sd
-    if not has_pooler: sd = {k: v for k, v in sd.items() if not k.startswith("pooler.")}
+    raw = read_hf_config(path, BERT_MODEL_TYPES)
+    try: hf_cfg = transformers.AutoConfig.for_model(**raw); cfg = bert_config_from_hf(hf_cfg)
+    except (ValueError, TypeError, KeyError) as e: raise HFFolderError(f"{path/'config.json'}: {e}") from None
+    source, sd = read_hf_weights(path)
+    names, ours = {}, {}
+    for k, v in sd.items():  # rename one tensor at a time, to name the file's tensor in an error
+        try: mapped = bert_state_dict_from_hf({k: v})
+        except KeyError as e: raise HFFolderError(f"{source}: {e.args[0]}") from None
+        for n, t in mapped.items():
+            n = n.removeprefix("bert.")
+            if not n.startswith(("head.", "classifier.")): ours[n], names[n] = t, k
+    has_pooler = pooler and "pooler.weight" in ours
+    if not has_pooler: ours = {k: v for k, v in ours.items() if not k.startswith("pooler.")}
+    with torch.device("meta"):  # shapes only, no memory; and transformers' names of the tensors, for the messages
+        expected = Bert(cfg, pooler=has_pooler).state_dict()
+        names = {n: k for k in transformers.AutoModel.from_config(hf_cfg).state_dict() for n in bert_state_dict_from_hf({k: 0})} | names
+    check_tensor_shapes(ours, expected, source, names)
     model = Bert(cfg, pooler=has_pooler)
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(ours, strict=True)
     return model.eval()
 
 # %% ../nbs/07_bert.ipynb #8d7d0a9f
 @torch.no_grad()
 def sentence_embeddings(
-    model:Bert, # an encoder, e.g. `bert_from_pretrained(minilm_dir())`
+    model:nn.Module, # our `Bert` (e.g. `bert_from_pretrained(minilm_dir())`) or a `transformers` `BertModel`
     tokenizer, # its tokenizer (a `transformers` tokenizer)
     sentences:Sequence[str], # the texts to embed
     batch_size:int=64, # sentences per forward pass
     max_length:int=256, # longer texts are truncated (all-MiniLM-L6-v2 was trained on 256 tokens)
 ) -> Tensor:
-    "(N, E) unit-length sentence vectors: mean of the last hidden states over real tokens, normalised."
+    "(N, E) unit-length sentence vectors on the CPU: `mean_pool` of the last hidden states, normalised."
     model.eval()
     dev, out = next(model.parameters()).device, []
     for i in range(0, len(sentences), batch_size):
@@ -439,14 +506,14 @@ def train_mlm(
     steps:int=300, # optimizer steps
     batch_size:int=64, # sentences per step
     lr:float=1e-3, # peak learning rate
-    warmup:int=30, # steps of linear warm-up, then linear decay to 0
+    warmup:int=30, # steps of linear warm-up, then linear decay to 0 (`core.warmup_scheduler`)
     eval_every:int=50, # steps between validation losses
     seed:int=0, # seeds the order of the sentences
 ) -> History:
     "Masked-LM training with AdamW; logs `loss` (train) and `valid_loss` in a `History`."
     dev = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup))))
+    sched = warmup_scheduler(opt, steps, warmup, decay="linear")
     gen, hist = torch.Generator().manual_seed(seed), History()
     order, pos = torch.randperm(len(examples), generator=gen).tolist(), 0  # epochs: each sentence once, in a new order
     def loss_of(b):
@@ -518,6 +585,19 @@ def accuracy(
     preds = classify(model, tokenizer, frame.sentence.tolist(), **kwargs)
     return (preds == torch.tensor(frame.label.tolist())).float().mean().item()
 
+def bootstrap_accuracy(
+    correct:Tensor|Sequence[bool], # (N,) True (or 1) where an item is answered right
+    level:float=0.95, # the coverage of the interval
+    n_boot:int=2000, # bootstrap resamples of the items
+    seed:int=0, # seeds the resamples
+) -> tuple[float, float, float]:
+    "`(accuracy, low, high)`: the share of `correct` and its percentile bootstrap interval over the items."
+    c = torch.as_tensor(correct).float().flatten()  # (N,)
+    if c.numel() == 0: raise ValueError("bootstrap_accuracy needs at least one item")
+    idx = torch.randint(len(c), (n_boot, len(c)), generator=torch.Generator().manual_seed(seed))  # (n_boot, N)
+    lo, hi = torch.quantile(c[idx].mean(1), torch.tensor([(1 - level) / 2, (1 + level) / 2])).tolist()
+    return c.mean().item(), lo, hi
+
 def finetune_classifier(
     model:BertClassifier, # the model to train, on its device
     tokenizer, # its tokenizer
@@ -538,8 +618,8 @@ def finetune_classifier(
     params = [p for p in model.parameters() if p.requires_grad]  # frozen parameters stay as they are
     decay, no_decay = [p for p in params if p.dim() > 1], [p for p in params if p.dim() <= 1]  # no decay on biases, LayerNorms
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    n_warm = max(1, int(warmup * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / n_warm, max(0.0, (steps - s) / max(1, steps - n_warm))))
+    n_warm = int(warmup * steps)
+    sched = warmup_scheduler(opt, steps, n_warm, decay="linear")
     gen, hist = torch.Generator().manual_seed(seed), History()
     order, pos = torch.randperm(len(sentences), generator=gen), 0
     for step in range(1, steps + 1):
@@ -614,172 +694,3 @@ def trainer_finetune(
     trainer.remove_callback(transformers.PrinterCallback)  # the losses are in trainer.state.log_history
     trainer.train()
     return trainer
-
-# %% ../nbs/07_bert.ipynb #d79c2738
-def xlnet_masks(
-    order:Sequence[int]|Tensor, # the factorisation order: a permutation of the positions 0..T-1
-    num_predict:int, # the last `num_predict` positions of the order are targets (XLNet's partial prediction)
-) -> tuple[Tensor, Tensor]:
-    "`(perm_mask (T, T), target_mapping (num_predict, T))` for `XLNetLMHeadModel`: perm_mask[i, j] = 1 where i may not see j."
-    order = torch.as_tensor(order, dtype=torch.long)
-    T = len(order)
-    if sorted(order.tolist()) != list(range(T)): raise ValueError(f"order {order.tolist()} is not a permutation of 0..{T-1}.")
-    if not 0 < num_predict <= T: raise ValueError(f"num_predict={num_predict} must be in 1..{T}.")
-    rank = torch.empty(T, dtype=torch.long)
-    rank[order] = torch.arange(T)  # rank[pos]: where position pos comes in the order
-    is_target = rank >= T - num_predict  # (T,)
-    rank = torch.where(is_target, rank, -1)  # context tokens share the smallest rank: they see each other
-    perm_mask = (rank[None, :] >= rank[:, None]) & is_target[None, :]  # (T, T): j is a target not before i
-    target_mapping = F.one_hot(order[T - num_predict:], T).float()  # (num_predict, T)
-    return perm_mask.float(), target_mapping
-
-# %% ../nbs/07_bert.ipynb #15d44821
-@dataclass
-class XLNetConfig:
-    "Sizes of an XLNet (bidirectional attention, no memory)."
-    vocab_size: int = 32000 # tokens (xlnet-base-cased's SentencePiece vocabulary)
-    d_model: int = 768 # width of the hidden states
-    n_layers: int = 12 # blocks
-    n_heads: int = 12 # attention heads
-    d_ff: int = 3072 # feed-forward inner width
-    eps: float = 1e-12 # LayerNorm epsilon
-
-    @property
-    def d_head(self) -> int: return self.d_model // self.n_heads
-
-    @classmethod
-    def tiny(cls, vocab_size:int=100, **kw) -> XLNetConfig:
-        "A 2-layer, 32-wide XLNet for tests."
-        return cls(**(dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64) | kw))
-
-def relative_sinusoids(
-    qlen:int, # query positions
-    klen:int, # key positions
-    d_model:int, # width
-) -> Tensor:
-    "(klen + qlen, d_model) [sin | cos] of the relative distances klen, klen-1, ..., -qlen+1 (Transformer-XL, XLNet)."
-    pos = torch.arange(klen, -qlen, -1.0)  # (P,)
-    inv_freq = 1 / 10000 ** (torch.arange(0, d_model, 2.0) / d_model)  # (E/2,)
-    x = pos[:, None] * inv_freq  # (P, E/2)
-    return torch.cat([x.sin(), x.cos()], dim=-1)  # (P, E)
-
-class TwoStreamAttention(nn.Module):
-    "XLNet's relative multi-head attention, run for the content stream `h` and the query stream `g` with shared weights."
-    def __init__(self, cfg:XLNetConfig): # the model's sizes
-        super().__init__()
-        n, d, E = cfg.n_heads, cfg.d_head, cfg.d_model
-        self.q, self.k, self.v, self.o, self.r = (nn.Parameter(torch.randn(E, n, d) * 0.02) for _ in range(5))
-        self.r_w_bias, self.r_r_bias, self.r_s_bias = (nn.Parameter(torch.zeros(n, d)) for _ in range(3))
-        self.seg_embed = nn.Parameter(torch.randn(2, n, d) * 0.02)  # same segment / different segment
-        self.norm = nn.LayerNorm(E, eps=cfg.eps)
-        self.scale = 1 / math.sqrt(d)
-
-    def attend(self,
-               q:Tensor, # (B, L, n, d) queries
-               k:Tensor, # (B, S, n, d) keys (from the content stream)
-               v:Tensor, # (B, S, n, d) values (from the content stream)
-               kr:Tensor, # (S + L, n, d) projected relative-position encodings
-               seg_diff:Tensor|None, # (B, L, S) long, 1 where query and key are in different segments
-               blocked:Tensor, # (B, L, S) bool, True where the query may not attend the key
-              ) -> Tensor:
-        "Relative attention: content + position + segment scores, masked softmax, values; (B, L, n, d)."
-        L, S = q.size(1), k.size(1)
-        ac = torch.einsum("bind,bjnd->bnij", q + self.r_w_bias, k)  # (B, n, L, S) content
-        bd_all = torch.einsum("bind,pnd->bnip", q + self.r_r_bias, kr)  # (B, n, L, P) every relative distance
-        i, j = torch.arange(L)[:, None], torch.arange(S)[None, :]
-        idx = (S - i + j).to(q.device).expand(*bd_all.shape[:2], L, S)  # distance i - j sits at column S - i + j
-        bd = bd_all.gather(-1, idx)  # (B, n, L, S) relative position
-        score = ac + bd
-        if seg_diff is not None:
-            ef = torch.einsum("bind,snd->bnis", q + self.r_s_bias, self.seg_embed)  # (B, n, L, 2)
-            score = score + ef.gather(-1, seg_diff[:, None].expand(-1, ef.size(1), -1, -1))  # (B, n, L, S)
-        score = (score * self.scale).masked_fill(blocked[:, None], -1e30)  # finite, as XLNet: a row may be all blocked
-        return torch.einsum("bnij,bjnd->bind", score.softmax(-1), v)  # (B, L, n, d)
-
-    def forward(self,
-                h:Tensor, # (B, T, E) content stream
-                g:Tensor|None, # (B, M, E) query stream, one row per prediction, or None (content stream only)
-                r:Tensor, # (2T, E) `relative_sinusoids(T, T, E)`
-                perm_mask:Tensor, # (B, T, T), 1 where position i may not see j
-                target_mapping:Tensor|None, # (B, M, T) one-hot: the position of each prediction
-                seg_diff:Tensor|None=None, # (B, T, T) long, 1 where i and j are in different segments
-               ) -> tuple[Tensor, Tensor|None]:
-        "The new `(h, g)`: post-LN residual outputs of both streams."
-        T = h.size(1)
-        k = torch.einsum("bte,end->btnd", h, self.k)  # (B, T, n, d) keys and values come from the content stream only
-        v = torch.einsum("bte,end->btnd", h, self.v)
-        kr = torch.einsum("pe,end->pnd", r, self.r)  # (2T, n, d)
-        eye = torch.eye(T, dtype=torch.bool, device=h.device)
-        blocked_g = perm_mask.bool()  # query stream: never its own content
-        blocked_h = blocked_g & ~eye  # content stream: also itself
-        out = lambda x, a: self.norm(x + torch.einsum("btnd,end->bte", a, self.o))
-        h_new = out(h, self.attend(torch.einsum("bte,end->btnd", h, self.q), k, v, kr, seg_diff, blocked_h))
-        if g is None: return h_new, None
-        q_g = torch.einsum("bme,end,bmt->btnd", g, self.q, target_mapping)  # (B, T, n, d) queries placed at their positions
-        a_g = self.attend(q_g, k, v, kr, seg_diff, blocked_g)  # (B, T, n, d)
-        return h_new, out(g, torch.einsum("btnd,bmt->bmnd", a_g, target_mapping))  # back to one row per prediction
-
-class XLNetFeedForward(nn.Module):
-    "XLNet's post-LN feed-forward sub-layer: `norm(x + linear2(gelu(linear1(x))))`."
-    def __init__(self, cfg:XLNetConfig): # the model's sizes
-        super().__init__()
-        self.ff = FeedForward(cfg.d_model, cfg.d_ff, activation="gelu")
-        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.eps)
-    def forward(self, x:Tensor) -> Tensor: # (B, T, E)
-        "(B, T, E) -> (B, T, E)."
-        return self.norm(x + self.ff(x))
-
-class XLNetLM(nn.Module):
-    "A two-stream XLNet with a tied LM head: logits for the targets of `target_mapping` (or every position)."
-    def __init__(self, cfg:XLNetConfig): # the model's sizes
-        super().__init__()
-        self.cfg = cfg
-        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.mask_emb = nn.Parameter(torch.randn(cfg.d_model) * 0.02)  # the query stream's start: position, no content
-        self.attn = nn.ModuleList(TwoStreamAttention(cfg) for _ in range(cfg.n_layers))
-        self.ff = nn.ModuleList(XLNetFeedForward(cfg) for _ in range(cfg.n_layers))
-        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
-
-    def forward(self,
-                input_ids:Tensor, # (B, T) token ids
-                perm_mask:Tensor|None=None, # (B, T, T), 1 where position i may not see j; default: all see all
-                target_mapping:Tensor|None=None, # (B, M, T) one-hot positions of the predictions; None: content stream logits
-                token_type_ids:Tensor|None=None, # (B, T) segment ids; None: no segment term
-               ) -> Tensor:
-        "(B, M, vocab_size) logits of the query stream (or (B, T, vocab_size) of the content stream)."
-        B, T = input_ids.shape
-        if perm_mask is None: perm_mask = torch.zeros(B, T, T, device=input_ids.device)
-        h = self.word(input_ids)  # (B, T, E)
-        g = None if target_mapping is None else self.mask_emb.expand(B, target_mapping.size(1), -1)  # (B, M, E)
-        r = relative_sinusoids(T, T, self.cfg.d_model).to(h)  # (2T, E)
-        seg = None if token_type_ids is None else (token_type_ids[:, :, None] != token_type_ids[:, None, :]).long()
-        for attn, ff in zip(self.attn, self.ff):
-            h, g = attn(h, g, r, perm_mask, target_mapping, seg)
-            h = ff(h)
-            if g is not None: g = ff(g)
-        return (h if g is None else g) @ self.word.weight.t() + self.bias  # tied output layer
-
-def hf_xlnet_config(cfg:XLNetConfig): # our sizes
-    "A `transformers.XLNetConfig` with our sizes and no dropout."
-    import transformers
-    return transformers.XLNetConfig(vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layer=cfg.n_layers,
-                                    n_head=cfg.n_heads, d_inner=cfg.d_ff, layer_norm_eps=cfg.eps, dropout=0.0)
-
-def xlnet_from_hf(hf) -> XLNetLM: # a `transformers.XLNetLMHeadModel` with attn_type "bi", no bi_data, no clamp_len
-    "Our `XLNetLM` holding copies of the weights of `hf`."
-    c = hf.config
-    if c.attn_type != "bi" or c.bi_data or c.clamp_len > 0 or c.ff_activation != "gelu" or not getattr(c, "untie_r", True):
-        raise ValueError("xlnet_from_hf handles attn_type='bi', bi_data=False, clamp_len=-1, ff_activation='gelu' and untied biases.")
-    ours = XLNetLM(XLNetConfig(c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_inner, c.layer_norm_eps))
-    sd = {"word.weight": hf.transformer.word_embedding.weight, "mask_emb": hf.transformer.mask_emb.reshape(-1),
-          "bias": hf.lm_loss.bias}
-    for i, layer in enumerate(hf.transformer.layer):
-        a, f = layer.rel_attn, layer.ff
-        for name in ("q", "k", "v", "o", "r", "r_w_bias", "r_r_bias", "r_s_bias", "seg_embed"):
-            sd[f"attn.{i}.{name}"] = getattr(a, name)
-        sd |= {f"attn.{i}.norm.weight": a.layer_norm.weight, f"attn.{i}.norm.bias": a.layer_norm.bias,
-               f"ff.{i}.ff.linear1.weight": f.layer_1.weight, f"ff.{i}.ff.linear1.bias": f.layer_1.bias,
-               f"ff.{i}.ff.linear2.weight": f.layer_2.weight, f"ff.{i}.ff.linear2.bias": f.layer_2.bias,
-               f"ff.{i}.norm.weight": f.layer_norm.weight, f"ff.{i}.norm.bias": f.layer_norm.bias}
-    ours.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=True)
-    return ours.eval()

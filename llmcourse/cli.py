@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END', 'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD',
-           'SOLUTION_METADATA', 'HISTORY_WORDS', 'FIGURE_CALLS', 'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root',
-           'repository_url', 'badges', 'course_map_markdown', 'lesson_arc', 'arc_mermaid', 'index_markdown',
-           'sidebar_yaml', 'sync_docs', 'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell',
-           'lint_lesson', 'SecondModules', 'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines',
-           'doctor', 'lesson_notebooks', 'run_lessons', 'main']
+__all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END', 'INSTALL_START', 'INSTALL_END',
+           'NO_DEPS_REQUIREMENTS', 'SOLUTION_HEAD', 'SOLUTION_METADATA', 'HISTORY_WORDS', 'FIGURE_CALLS',
+           'QUICK_EXTRAS', 'Lesson', 'lesson', 'repo_root', 'repository_url', 'badges', 'course_map_markdown',
+           'lesson_arc', 'arc_mermaid', 'index_markdown', 'sidebar_yaml', 'install_time_markdown', 'sync_docs',
+           'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell', 'lint_lesson', 'SecondModules',
+           'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines', 'doctor', 'lesson_notebooks',
+           'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
 from .core import course_mode, default_device, llmcourse_home
@@ -50,7 +51,8 @@ COURSE = [
     Lesson("09", "09_clip", "ViT and CLIP", "patches, contrastive training, zero-shot classification on generated images", "Beyond text"),
     Lesson("09b", "09b_diffusion", "Diffusion", "DDPM and DDIM from scratch, a small U-Net, guidance and latent diffusion: a Stable Diffusion in miniature", "Beyond text", ("diffusion",)),
     Lesson("09c", "09c_layoutlm", "LayoutLM", "BERT with 2-D positions: reading fields from generated documents", "Beyond text"),
-    Lesson("10", "10_whisper", "Whisper", "log-mel spectrograms, a tiny Whisper on spoken digits, the real tiny.en offline", "Beyond text", ("audio",)),
+    Lesson("10", "10_whisper", "Whisper", "log-mel spectrograms, the encoder-decoder and its decoding, against transformers; the real tiny.en offline", "Beyond text", ("audio",)),
+    Lesson("10a", "10a_whisper_digits", "Whisper on spoken digits", "a tiny Whisper trained on four voices, settings chosen on held-out voices, two new voices scored once", "Beyond text", ("audio",)),
     Lesson("10b", "10b_wav2vec2", "wav2vec 2.0 and XLS-R", "a convolutional encoder, CTC and self-supervised pretraining on spoken digits", "Beyond text", ("audio",)),
     Lesson("11", "11_llama", "Llama locally", "the Llama architecture against transformers, a KV cache for batches of sequences, local chat in llama.cpp", "Assistants", ("llama",)),
     Lesson("11a", "11a_gguf_io", "GGUF and quantization", "llama.cpp's file format read and written, SmolLM2 in your own PyTorch model against llama.cpp, Q8_0/Q4 byte for byte", "Assistants", ("llama",)),
@@ -174,12 +176,24 @@ def sidebar_yaml(root:str|Path|None=None) -> str:
     if extra: lines += ["      - section: Reference", "        contents:"] + [f"          - {n}" for n in extra]
     return "\n".join(lines) + "\n"
 
+INSTALL_START, INSTALL_END = "<!-- install time: start -->", "<!-- install time: end -->"
+
+def install_time_markdown(root:str|Path|None=None) -> str:
+    "What the setup cell's install took, from the last run of `bench/00_core/install_time.py` (never typed by hand)."
+    p = repo_root(root)/"bench"/"00_core"/"install_time.json"
+    if not p.exists(): return "The install has not been timed yet: `python bench/00_core/install_time.py` times it."
+    run = json.loads(p.read_text())
+    steps = "; ".join(f"{r['step']}: {r['seconds']:.0f} s" for r in run["results"]["steps"])
+    return (f"Timed by `{run['command']}` ({run['date']}, commit {run['commit']}, {run['machine']['cores']} cores, "
+            f"load {run['machine']['load_average'][0]}), in a fresh environment that has only torch: {steps}.")
+
 def sync_docs(root:str|Path|None=None, write:bool=True) -> list[str]:
     "Bring the course map and the arc in index.ipynb, README.md and nbs/sidebar.yml up to date; the files changed (or that would be)."
     root = repo_root(root); changed = []
     nb_path = root/"nbs"/"index.ipynb"
     nb = json.loads(nb_path.read_text())
-    blocks = [(MAP_START, MAP_END, course_map_markdown(root)), (ARC_START, ARC_END, arc_mermaid(root))]
+    blocks = [(MAP_START, MAP_END, course_map_markdown(root)), (ARC_START, ARC_END, arc_mermaid(root)),
+              (INSTALL_START, INSTALL_END, install_time_markdown(root))]
     for c in nb["cells"]:
         src = "".join(c["source"])
         if c["cell_type"] != "markdown": continue

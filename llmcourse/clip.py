@@ -8,26 +8,27 @@ Docs: https://llmcourse.github.io/llmcourse/clip.html.md"""
 from __future__ import annotations
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
-
-# %% auto #0
-__all__ = ['COLOURS', 'SHAPES', 'SIZES', 'POSITIONS', 'HELDOUT_COMBOS', 'CAPTION_PREFIXES', 'TEMPLATES', 'draw_shape',
-           'shape_caption', 'ShapeCaptions', 'class_names', 'make_shape_captions', 'WordTokenizer', 'shapes_tokenizer',
-           'quick_gelu', 'QuickGELUFeedForward', 'pre_ln_layer', 'VisionConfig', 'VisionTransformer',
-           'vision_config_from_hf', 'vit_from_hf', 'TextConfig', 'TextTransformer', 'CLIPConfig', 'CLIP', 'clip_loss',
-           'text_config_from_hf', 'clip_from_hf', 'to_pixels', 'train_clip', 'encode_images', 'encode_texts',
-           'show_similarity', 'zero_shot_classifier', 'zero_shot_predict', 'show_predictions', 'unique_caption_set',
-           'recall_at_k', 'contact_sheet', 'caption_search', 'clip_from_pretrained']
-
-# %% ../nbs/09_clip.ipynb #0e49c4e6
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image, ImageDraw
-from .core import History, default_device
+from .core import History, default_device, warmup_scheduler
 from .transformer import EncoderLayer, FeedForward, causal_mask
+from .tokenizers import Tokenizer
+from .bert import HFFolderError, check_tensor_shapes, read_hf_config, read_hf_weights
+
+# %% auto #0
+__all__ = ['COLOURS', 'SHAPES', 'SIZES', 'POSITIONS', 'HELDOUT_COMBOS', 'TEST_COMBOS', 'CAPTION_PREFIXES', 'TEMPLATES',
+           'draw_shape', 'shape_caption', 'ShapeCaptions', 'class_names', 'make_shape_captions', 'CaptionTokenizer',
+           'shapes_tokenizer', 'quick_gelu', 'QuickGELUFeedForward', 'pre_ln_layer', 'VisionConfig',
+           'VisionTransformer', 'vision_config_from_hf', 'vit_from_hf', 'TextConfig', 'TextTransformer', 'CLIPConfig',
+           'CLIP', 'clip_loss', 'text_config_from_hf', 'clip_from_hf', 'to_pixels', 'train_clip', 'encode_images',
+           'encode_texts', 'zero_shot_classifier', 'zero_shot_predict', 'show_predictions', 'unique_caption_set',
+           'recall_at_k', 'contact_sheet', 'caption_search', 'clip_from_pretrained']
 
 # %% ../nbs/09_clip.ipynb #9db07872
 COLOURS = {"red": (220, 50, 50), "green": (50, 190, 70), "blue": (60, 100, 240), "yellow": (240, 220, 50),
@@ -48,8 +49,7 @@ def draw_shape(
     supersample:int=4, # draw this many times larger, then shrink: smooth edges
 ) -> np.ndarray:
     "An (`image_size`, `image_size`, 3) uint8 image of one `colour` `shape` of `size` at `position` on a dark background."
-    for name, value, allowed in (("shape", shape, SHAPES), ("colour", colour, COLOURS), ("size", size, SIZES),
-                                 ("position", position, POSITIONS)):
+    for name, value, allowed in (("shape", shape, SHAPES), ("colour", colour, COLOURS), ("size", size, SIZES), ("position", position, POSITIONS)):
         if value not in allowed: raise ValueError(f"{name} {value!r} is unknown; use one of {list(allowed)}")
     rng = np.random.default_rng() if rng is None else rng
     S = image_size * supersample
@@ -67,7 +67,9 @@ def draw_shape(
     return np.asarray(img.resize((image_size, image_size), Image.BOX))
 
 # %% ../nbs/09_clip.ipynb #957309fa
-HELDOUT_COMBOS = tuple((c, SHAPES[i % len(SHAPES)]) for i, c in enumerate(COLOURS))  # (colour, shape) never in training
+HELDOUT_COMBOS = tuple((c, SHAPES[i % len(SHAPES)]) for i, c in enumerate(COLOURS))  # validation: (colour, shape) never in training
+TEST_COMBOS = (("red", "triangle"), ("green", "cross"), ("blue", "cross"), ("yellow", "triangle"),
+               ("purple", "square"), ("orange", "circle"))  # test: never in training, never used to choose anything
 CAPTION_PREFIXES = ("a photo of ", "an image of ", "a picture of ")  # sometimes put in front of a training caption
 
 def shape_caption(
@@ -122,16 +124,18 @@ def class_names() -> list[str]:
 
 def make_shape_captions(
     n:int, # how many images
-    split:str="train", # "train" (seen combinations), "heldout" (`HELDOUT_COMBOS` only) or "all"
+    split:str="train", # "train" (seen combinations), "heldout" (`HELDOUT_COMBOS`), "test" (`TEST_COMBOS`) or "all"
     seed:int=0, # the random seed: the same seed draws the same images
     image_size:int=32, # the side of each image in pixels
 ) -> ShapeCaptions:
     "`n` random shape images of `split`, attributes drawn uniformly."
-    if split not in ("train", "heldout", "all"): raise ValueError(f"split {split!r} is unknown; use 'train', 'heldout' or 'all'")
+    kept = {"heldout": HELDOUT_COMBOS, "test": TEST_COMBOS}
+    if split not in ("train", "heldout", "test", "all"): raise ValueError(f"split {split!r} is unknown; use 'train', 'heldout', 'test' or 'all'")
     rng = np.random.default_rng(seed)
-    held = {(list(COLOURS).index(c), SHAPES.index(s)) for c, s in HELDOUT_COMBOS}
+    idx = lambda combos: {(list(COLOURS).index(c), SHAPES.index(s)) for c, s in combos}
+    unseen = idx(HELDOUT_COMBOS + TEST_COMBOS)
     combos = [(c, s) for c in range(len(COLOURS)) for s in range(len(SHAPES))
-              if split == "all" or ((c, s) in held) == (split == "heldout")]
+              if split == "all" or ((c, s) in idx(kept[split]) if split in kept else (c, s) not in unseen)]
     pick = rng.integers(0, len(combos), n)
     colour, shape = np.array([combos[i][0] for i in pick]), np.array([combos[i][1] for i in pick])
     size, position = rng.integers(0, len(SIZES), n), rng.integers(0, len(POSITIONS), n)
@@ -140,18 +144,18 @@ def make_shape_captions(
     return ShapeCaptions(images, colour, shape, size, position)
 
 # %% ../nbs/09_clip.ipynb #400c48ff
-class WordTokenizer:
-    "Words to ids and back, CLIP style: `<bos>` text `<eos>`, padded with `<eos>`; (ids, attention mask) for a batch."
-    def __init__(self,
-                 words:Sequence[str], # the vocabulary, without the special tokens
-                ):
+class CaptionTokenizer(Tokenizer):
+    "Lesson 02's `Tokenizer` for captions, CLIP style: `<bos>` words `<eos>`, padded with `<eos>`; a batch gives (ids, mask)."
+    def __init__(self, words:Sequence[str]): # the vocabulary, without the special tokens
         self.itos = list(dict.fromkeys(words)) + ["<bos>", "<eos>"]
         self.stoi = {w: i for i, w in enumerate(self.itos)}
         self.bos_id, self.eos_id = len(self.itos) - 2, len(self.itos) - 1
         self.pad_id = self.eos_id
 
+    @property
+    def vocab_size(self) -> int: return len(self.itos)
     def __len__(self): return len(self.itos)
-    def __repr__(self): return f"WordTokenizer({len(self)} tokens)"
+    def __repr__(self): return f"CaptionTokenizer({len(self)} tokens)"
 
     def encode(self, text:str) -> list[int]:
         "The ids of `<bos>`, the words of `text` (lower-cased), `<eos>`."
@@ -165,6 +169,10 @@ class WordTokenizer:
         ids = ids.tolist() if isinstance(ids, Tensor) else ids
         return " ".join(self.itos[i] for i in ids if i < self.bos_id)
 
+    def pieces(self, text:str) -> list[str]: # a caption
+        "The token of each id of `text`, `<bos>` and `<eos>` included."
+        return [self.itos[i] for i in self.encode(text)]
+
     def __call__(self, texts:Sequence[str]) -> tuple[Tensor, Tensor]:
         "(B, T) ids padded with `<eos>` and the (B, T) attention mask (1 = a real token)."
         rows = [self.encode(t) for t in texts]
@@ -174,9 +182,9 @@ class WordTokenizer:
         for i, r in enumerate(rows): ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
         return ids, mask
 
-def shapes_tokenizer() -> WordTokenizer:
+def shapes_tokenizer() -> CaptionTokenizer:
     "The tokenizer of the shape captions and of the prompt templates of this lesson."
-    return WordTokenizer(["a", "an", "image", "photo", "picture", "of", "the", "at", *SIZES, *COLOURS, *SHAPES,
+    return CaptionTokenizer(["a", "an", "image", "photo", "picture", "of", "the", "at", *SIZES, *COLOURS, *SHAPES,
                           "top", "bottom", "left", "right"])
 
 # %% ../nbs/09_clip.ipynb #85891e30
@@ -340,7 +348,7 @@ class TextConfig:
     eos_id:int = 25 # the end token: its hidden state is the text's summary
 
     @classmethod
-    def tiny(cls, tokenizer:WordTokenizer|None=None, **overrides) -> "TextConfig":
+    def tiny(cls, tokenizer:CaptionTokenizer|None=None, **overrides) -> "TextConfig":
         "The text tower trained in this lesson, sized for `tokenizer` (default `shapes_tokenizer()`)."
         tokenizer = tokenizer or shapes_tokenizer()
         return cls(**{**dict(vocab_size=len(tokenizer), eos_id=tokenizer.eos_id), **overrides})
@@ -390,7 +398,7 @@ class CLIPConfig:
     logit_scale_init:float = math.log(1 / 0.07) # the initial log temperature (CLIP: log(1/0.07) = 2.6592)
 
     @classmethod
-    def tiny(cls, tokenizer:WordTokenizer|None=None, **overrides) -> "CLIPConfig":
+    def tiny(cls, tokenizer:CaptionTokenizer|None=None, **overrides) -> "CLIPConfig":
         "The CLIP trained in this lesson: two 2-layer towers of width 64."
         return cls(**{**dict(vision=VisionConfig.tiny(), text=TextConfig.tiny(tokenizer), embed_dim=64), **overrides})
 
@@ -491,11 +499,11 @@ def to_pixels(
 def train_clip(
     model:CLIP, # the model to train, on its device
     data:ShapeCaptions, # the training pairs
-    tokenizer:WordTokenizer, # turns captions into ids
-    steps:int=500, # optimizer steps
-    batch_size:int=128, # pairs per step
+    tokenizer:CaptionTokenizer, # turns captions into ids
+    steps:int=1000, # optimizer steps
+    batch_size:int=64, # pairs per step (fewer pairs, fewer repeated captions in a batch)
     lr:float=2e-3, # peak learning rate
-    warmup:int=30, # steps of linear warm-up, then cosine decay to 0
+    warmup:int=30, # steps of linear warm-up, then cosine decay to 0 (`core.warmup_scheduler`)
     weight_decay:float=0.1, # AdamW decay of the matrices (not of biases, norms, embeddings of size 1-D, temperature)
     caption_drop:float=0.3, # probability of leaving out the size, and the position, of a caption
     seed:int=0, # seeds the batches and the caption drops
@@ -508,7 +516,7 @@ def train_clip(
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    sched = warmup_scheduler(opt, steps, warmup, decay="cosine")
     hist = History()
     model.train()
     for step in range(1, steps + 1):
@@ -548,27 +556,6 @@ def encode_texts(
         ids, mask = tokenizer(list(texts[i:i + batch_size]))
         out.append(model.encode_text(ids.to(device), mask.to(device)).cpu())
     return torch.cat(out)
-
-def show_similarity(
-    image_emb:Tensor, # (N, D) unit-length image embeddings
-    text_emb:Tensor, # (N, D) unit-length text embeddings
-    images:np.ndarray, # (N, H, W, 3) the images, drawn along the top
-    texts:Sequence[str], # the N texts, written on the left
-    ax=None, # a matplotlib axis
-):
-    "Draw the (N, N) cosine similarities of texts (rows) and images (columns), with the images on top; returns the axis."
-    import matplotlib.pyplot as plt
-    sim = (text_emb @ image_emb.T).numpy()  # (N, N)
-    n = len(texts)
-    if ax is None: _, ax = plt.subplots(figsize=(1.0 * n + 3, 0.8 * n + 1.2))
-    ax.imshow(sim, cmap="viridis", extent=(-0.5, n - 0.5, n - 0.5, -0.5))
-    for i in range(n):
-        for j in range(n): ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if sim[i, j] < sim.max() * 0.7 else "k")
-        ax.imshow(images[i], extent=(i - 0.45, i + 0.45, -0.6, -1.5))
-    ax.set_xlim(-0.5, n - 0.5); ax.set_ylim(n - 0.5, -1.6)
-    ax.set_yticks(range(n)); ax.set_yticklabels(texts, fontsize=8); ax.set_xticks([])
-    ax.set_title("cosine similarity, captions x images")
-    return ax
 
 # %% ../nbs/09_clip.ipynb #27796e80
 TEMPLATES = ("a {}", "a small {}", "a large {}", "an image of a {}", "a photo of a {}")
@@ -664,41 +651,47 @@ def caption_search(
     "`(widget, search)`: a text box showing the `k` gallery images most similar to its caption, and `search(text, k)`."
     import io, ipywidgets as widgets
     gallery = encode_images(model, to_pixels(images) if pixels is None else pixels)  # (N, D)
-
     def search(text:str, k:int=k) -> tuple[Tensor, Tensor]:
         "(k,) indices of the gallery images most similar to `text`, and (k,) their cosine similarities."
         scores = gallery @ encode_texts(model, tokenizer, [text])[0]  # (N,)
         top = scores.topk(min(k, len(scores)))
         return top.indices, top.values
-
     box = widgets.Text(value=value, description="caption", continuous_update=False, layout=widgets.Layout(width="60%"))
     picture, note = widgets.Image(format="png"), widgets.HTML()
-
     def refresh(_=None):
         try: idx, scores = search(box.value)
         except ValueError as e: note.value = f"<i>{e}</i>"; return
         buf = io.BytesIO(); contact_sheet([images[i] for i in idx.tolist()]).save(buf, format="PNG")
         picture.value = buf.getvalue()
         note.value = "cosine: " + ", ".join(f"{s:.2f}" for s in scores.tolist())
-
     box.observe(refresh, names="value"); refresh()
     return widgets.VBox([box, picture, note]), search
 
 # %% ../nbs/09_clip.ipynb #9d5c6f71
 def clip_from_pretrained(
-    name:str="openai/clip-vit-base-patch32", # a CLIP checkpoint on the Hugging Face hub (or a local folder)
+    name:str|Path="openai/clip-vit-base-patch32", # a CLIP checkpoint on the Hugging Face hub, or a local folder (checked)
     device:torch.device|str|None=None, # where to put the model; default `default_device()`
 ) -> tuple[CLIP, Callable, Callable]:
     "`(model, tokenize, preprocess)`: our `CLIP` with the weights of `name`, texts -> (ids, mask), PIL images -> pixels."
-    from transformers import CLIPModel, CLIPProcessor
-    hf, processor = CLIPModel.from_pretrained(name), CLIPProcessor.from_pretrained(name)
+    from transformers import CLIPConfig as HFCLIPConfig, CLIPModel, CLIPProcessor
+    path = Path(name)
+    if path.exists() or path.is_absolute() or str(name).startswith((".", "~")):  # a folder: check it, say what is wrong
+        read_hf_config(path, ("clip",))
+        try: cfg = HFCLIPConfig.from_pretrained(str(path))
+        except Exception as e: raise HFFolderError(f"{path/'config.json'} is not a CLIP config ({type(e).__name__}: {e})") from None
+        source, sd = read_hf_weights(path)
+        with torch.device("meta"): expected = CLIPModel(cfg).state_dict()  # shapes only
+        check_tensor_shapes(sd, {k: v for k, v in expected.items() if not k.endswith("position_ids")}, source)
+        if not any((path/f).is_file() for f in ("tokenizer.json", "vocab.json")):  # transformers would make an empty one
+            raise HFFolderError(f"{path} has no readable CLIP tokenizer and image processor: no tokenizer.json or vocab.json")
+        try: processor = CLIPProcessor.from_pretrained(str(path))
+        except Exception as e: raise HFFolderError(f"{path} has no readable CLIP tokenizer and image processor: {type(e).__name__}: {e}") from None
+        hf = CLIPModel.from_pretrained(str(path))
+    else: hf, processor = CLIPModel.from_pretrained(name), CLIPProcessor.from_pretrained(name)
     model = clip_from_hf(hf).to(device or default_device()).eval()
-
     def tokenize(texts:Sequence[str]) -> tuple[Tensor, Tensor]:
         enc = processor.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
         return enc.input_ids, enc.attention_mask
-
     def preprocess(images:Sequence[Image.Image]) -> Tensor:
         return processor.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt").pixel_values
-
     return model, tokenize, preprocess

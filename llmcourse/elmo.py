@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 # %% auto #0
-__all__ = ['MAX_CHARS', 'BOS_CHAR', 'EOS_CHAR', 'BOW_CHAR', 'EOW_CHAR', 'PAD_CHAR', 'BOS_TOKEN', 'EOS_TOKEN', 'word_to_char_ids',
-           'batch_to_ids', 'ElmoConfig', 'add_sentence_boundaries', 'remove_sentence_boundaries',
-           'ElmoCharacterEncoder', 'ElmoLstm', 'BiLmOutput', 'ElmoBiLm', 'elmo_weight_shapes', 'ElmoWeightError',
-           'load_elmo_weights', 'load_elmo', 'read_elmo_test_vectors', 'embed_vocabulary', 'elmo_small_files', 'Elmo',
-           'WordVocab', 'ElmoLanguageModel', 'train_elmo_lm', 'save_elmo', 'word_in_context', 'pooled_layers',
-           'LayerProbe', 'train_probe', 'probe_accuracy']
+__all__ = ['MAX_CHARS', 'BOS_CHAR', 'EOS_CHAR', 'BOW_CHAR', 'EOW_CHAR', 'PAD_CHAR', 'BOS_TOKEN', 'EOS_TOKEN', 'NOUN_VERB_WORDS',
+           'NOUN_VERB_FRAMES', 'PROBE_SPLITS', 'word_to_char_ids', 'batch_to_ids', 'ElmoOptionsError', 'ElmoConfig',
+           'add_sentence_boundaries', 'remove_sentence_boundaries', 'ElmoCharacterEncoder', 'ElmoLstm', 'BiLmOutput',
+           'ElmoBiLm', 'elmo_weight_shapes', 'ElmoWeightError', 'load_elmo_weights', 'load_elmo',
+           'read_elmo_test_vectors', 'embed_vocabulary', 'elmo_small_files', 'Elmo', 'WordVocab', 'ElmoLanguageModel',
+           'train_elmo_lm', 'save_elmo', 'vectors_at', 'noun_verb_words', 'noun_verb_sentences', 'LayerProbe',
+           'train_probe', 'choose_probe', 'word_bootstrap']
 
 # %% ../nbs/03_elmo.ipynb #9c346fcc
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,6 +59,19 @@ def batch_to_ids(
         for t, w in enumerate(s): out[b, t] = torch.tensor(word_to_char_ids(w, max_chars))
     return out
 
+# %% ../nbs/03_elmo.ipynb #556e67e9
+class ElmoOptionsError(ValueError):
+    "An `options.json` that does not describe an ELMo model."
+
+def _read_options_file(path:Path) -> dict:
+    "The parsed JSON object in `path`, or an error that names the file and what is wrong with it."
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such options file; pass the options.json published with the weights")
+    try: options = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ElmoOptionsError(f"{path}: not JSON ({e}); an ELMo options file is a JSON object with 'char_cnn' and 'lstm'") from None
+    if not isinstance(options, dict): raise ElmoOptionsError(f"{path}: holds a JSON {type(options).__name__}, not an object with 'char_cnn' and 'lstm'")
+    return options
+
 # %% ../nbs/03_elmo.ipynb #d6503ac0
 @dataclass
 class ElmoConfig:
@@ -89,15 +104,27 @@ class ElmoConfig:
 
     @classmethod
     def from_options(cls, options:dict|str|Path) -> "ElmoConfig":
-        "Read an ELMo `options.json` (a path or the parsed dict)."
-        if not isinstance(options, dict): options = json.loads(Path(options).read_text())
-        cnn, lstm = options["char_cnn"], options["lstm"]
-        return cls(char_dim=cnn["embedding"]["dim"], filters=tuple(tuple(f) for f in cnn["filters"]),
-                   n_highway=cnn["n_highway"], n_characters=262, # AllenNLP always uses 262, whatever the file says
-                   max_characters_per_token=cnn.get("max_characters_per_token", MAX_CHARS),
-                   activation=cnn.get("activation", "relu"), lstm_dim=lstm["dim"], projection_dim=lstm["projection_dim"],
-                   n_layers=lstm["n_layers"], cell_clip=lstm.get("cell_clip"), proj_clip=lstm.get("proj_clip"),
-                   use_skip_connections=lstm.get("use_skip_connections", False))
+        "Read an ELMo `options.json` (a path or the parsed dict); one that does not describe ELMo raises `ElmoOptionsError`."
+        where = "the options" if isinstance(options, dict) else str(options)
+        if not isinstance(options, dict): options = _read_options_file(Path(options))
+        def get(path:str, default=KeyError):
+            d, keys = options, path.split(".")
+            for i, k in enumerate(keys):
+                if isinstance(d, dict) and k in d: d = d[k]; continue
+                if default is not KeyError: return default
+                raise ElmoOptionsError(f"{where}: {'.'.join(keys[:i + 1])!r} is missing; an ELMo options.json has 'char_cnn' "
+                                       "(embedding.dim, filters, n_highway) and 'lstm' (dim, projection_dim, n_layers)")
+            return d
+        filters, sizes = get("char_cnn.filters"), dict(char_dim=get("char_cnn.embedding.dim"), n_highway=get("char_cnn.n_highway"),
+                         lstm_dim=get("lstm.dim"), projection_dim=get("lstm.projection_dim"), n_layers=get("lstm.n_layers"))
+        if not (isinstance(filters, list) and filters and all(isinstance(f, list) and len(f) == 2 and all(type(x) is int for x in f) for f in filters)):
+            raise ElmoOptionsError(f"{where}: 'char_cnn.filters' must be a list of [width, count] integer pairs, not {filters!r}")
+        if bad := [k for k, v in sizes.items() if type(v) is not int or v < (k != "n_highway")]:
+            raise ElmoOptionsError(f"{where}: {bad[0]} must be a positive integer, not {sizes[bad[0]]!r}")
+        return cls(filters=tuple(tuple(f) for f in filters), n_characters=262, # AllenNLP always uses 262, whatever the file says
+                   max_characters_per_token=get("char_cnn.max_characters_per_token", MAX_CHARS), activation=get("char_cnn.activation", "relu"),
+                   cell_clip=get("lstm.cell_clip", None), proj_clip=get("lstm.proj_clip", None),
+                   use_skip_connections=get("lstm.use_skip_connections", False), **sizes)
 
     def to_options(self) -> dict:
         "The original `options.json` layout."
@@ -287,25 +314,35 @@ class ElmoWeightError(ValueError):
     "A weight file that does not match its options."
 
 def _read(fin, name:str, shapes:dict, weight_file) -> np.ndarray:
-    "Tensor `name` from the open hdf5 `fin`, checked against its expected shape."
+    "Tensor `name` from the open hdf5 `fin`, checked against its expected shape and for damage."
+    import h5py
     if name not in fin:
         raise ElmoWeightError(f"{weight_file}: tensor {name!r} is missing; is this an ELMo weight file for these options?")
-    a = fin[name][...]
-    if tuple(a.shape) != shapes[name]:
-        raise ElmoWeightError(f"{weight_file}: tensor {name!r} has shape {tuple(a.shape)} in the weight file, but the options "
+    d = fin[name]
+    if not isinstance(d, h5py.Dataset): raise ElmoWeightError(f"{weight_file}: {name!r} is a group, not a tensor; is this an ELMo weight file?")
+    if tuple(d.shape) != shapes[name]:
+        raise ElmoWeightError(f"{weight_file}: tensor {name!r} has shape {tuple(d.shape)} in the weight file, but the options "
                               f"need {shapes[name]}. Pass the options.json that was published with this weight file.")
-    return a.astype(np.float32)
+    if d.dtype.kind not in "fiu": raise ElmoWeightError(f"{weight_file}: tensor {name!r} holds {d.dtype}, not numbers")
+    try: a = d[...].astype(np.float32)
+    except OSError as e: raise ElmoWeightError(f"{weight_file}: tensor {name!r} cannot be read ({e}); the file is damaged, download it again") from None
+    if not np.isfinite(a).all(): raise ElmoWeightError(f"{weight_file}: tensor {name!r} holds {int((~np.isfinite(a)).sum())} NaN or infinite values; the file is damaged")
+    return a
 
 def load_elmo_weights(
     bilm:ElmoBiLm, # the model to fill
     weight_file:str|Path, # an ELMo `hdf5` weight file in the original (TensorFlow) layout
 ) -> ElmoBiLm:
-    "Copy the tensors of `weight_file` into `bilm`, undoing the TensorFlow layout; checks every shape first."
+    "Copy the tensors of `weight_file` into `bilm`, undoing the TensorFlow layout; checks every tensor first."
     import h5py
     cfg, shapes = bilm.cfg, elmo_weight_shapes(bilm.cfg)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-    with h5py.File(weight_file, "r") as fin:
-        arrays = {name: _read(fin, name, shapes, weight_file) for name in shapes}
+    weight_file = Path(weight_file)
+    if not weight_file.is_file(): raise FileNotFoundError(f"{weight_file}: no such weight file")
+    try: fin = h5py.File(weight_file, "r")
+    except OSError as e:
+        raise ElmoWeightError(f"{weight_file}: not a readable HDF5 file ({e}); it is truncated or not an ELMo weight file, download it again") from None
+    with fin: arrays = {name: _read(fin, name, shapes, weight_file) for name in shapes}
     enc, D = bilm.char_encoder, cfg.lstm_dim
     with torch.no_grad():
         emb = np.zeros((cfg.n_characters, cfg.char_dim), np.float32); emb[1:] = arrays["char_embed"] # padding row 0
@@ -518,47 +555,72 @@ def save_elmo(
 
 # %% ../nbs/03_elmo.ipynb #e24efafc
 @torch.no_grad()
-def word_in_context(
-    bilm:ElmoBiLm, # a biLM
-    sentences:Sequence[Sequence[str]], # tokenized sentences
-    word:str, # the word to collect
-    batch_size:int=128, # sentences per forward pass
-) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
-    "Every occurrence `(sentence, position)` of `word` and its vectors in each layer (each `(n, 2P)`)."
-    dev = next(bilm.parameters()).device
-    where, vecs = [], [[] for _ in range(bilm.cfg.n_layers + 1)]
-    having = [i for i, s in enumerate(sentences) if word in s] # only these need the biLM
-    for k in range(0, len(having), batch_size):
-        idx = having[k:k + batch_size]
-        out = bilm(batch_to_ids([sentences[i] for i in idx]).to(dev))
-        for j, i in enumerate(idx):
-            for t, w in enumerate(sentences[i]):
-                if w != word: continue
-                where.append((i, t))
-                for l, a in enumerate(out.activations): vecs[l].append(a[j, t + 1].cpu()) # +1: <S> comes first
-    return where, [torch.stack(v) if v else torch.zeros(0) for v in vecs]
-
-# %% ../nbs/03_elmo.ipynb #b50344f0
-@torch.no_grad()
-def pooled_layers(
+def vectors_at(
     bilm:ElmoBiLm, # a frozen biLM
     sentences:Sequence[Sequence[str]], # tokenized sentences
+    positions:Sequence[int], # the token to take from each sentence
     batch_size:int=256, # sentences per forward pass
-    max_len:int=60, # longer sentences are cut
 ) -> torch.Tensor:
-    "Each layer's mean over a sentence's tokens (boundaries excluded): `(N, n_layers+1, 2P)`."
-    dev = next(bilm.parameters()).device
-    out = []
+    "Every layer's vector of token `positions[i]` of `sentences[i]`: `(N, n_layers+1, 2P)`."
+    dev, out = next(bilm.parameters()).device, []
     for i in range(0, len(sentences), batch_size):
-        b = [list(s[:max_len]) or ["."] for s in sentences[i:i + batch_size]]
-        o = bilm(batch_to_ids(b).to(dev))
-        layers = torch.stack([remove_sentence_boundaries(a, o.mask)[0] for a in o.activations], 1) # (B, L+1, T, 2P)
-        mask = remove_sentence_boundaries(o.activations[0], o.mask)[1] # (B, T)
-        out.append((layers * mask[:, None, :, None]).sum(2).div(mask.sum(-1)[:, None, None]).cpu()) # (B, L+1, 2P)
+        o = bilm(batch_to_ids(sentences[i:i + batch_size]).to(dev))
+        rows = torch.arange(len(o.mask), device=dev)
+        at = torch.tensor(positions[i:i + batch_size], device=dev) + 1 # +1: <S> comes first
+        out.append(torch.stack([a[rows, at] for a in o.activations], 1).cpu()) # (B, L+1, 2P)
     return torch.cat(out)
 
+
+# %% ../nbs/03_elmo.ipynb #097ddbea
+NOUN_VERB_WORDS = tuple("""act answer call care change charm claim cover cry cut dance design doubt dream drive end experience face
+fall fear fight focus hit hope joke judge kick kiss laugh lead look love mark miss move name plan play point promise record release
+rest return review ride risk run score search share shock show sleep smile sound start step struggle surprise talk taste test
+thrill touch treat trick trust turn use visit voice walk waste watch wish work""".split()) # English nouns that are also verbs
+
+NOUN_VERB_FRAMES = {part: pieces.split("|") for part, pieces in dict( # the pieces of the probe's sentences: <opening>
+    # <determiner> [adjective] NOUN <noun_ending>, or <opening> <subject> [auxiliary] VERB <verb_ending>; "" leaves a piece out
+    opening="|||honestly ,|in the end ,|at times|sadly ,|for once ,|by the way ,|still ,",
+    determiner="the|a|this|that|his|her|their|every|no|one|its|my",
+    adjective="old|new|whole|last|first|final|long|short|odd|strange|clever|silly|quiet|loud|brief|slow|quick|real|big|small|cheap|sweet",
+    noun_ending="was great .|falls flat .|is the best part .|comes too late .|feels forced .|never works .|is hard to forget .|drags on ."
+                "|makes it worth seeing .|saves the film .|is a mistake .|works well .|left me cold .|is pure joy .|seems tired .|lifts the story .",
+    subject="i|you|we|they|people|critics|viewers|kids",
+    auxiliary="||will|can|should|never|often|would|must|do n't|ca n't|want to|try to|rarely|still",
+    verb_ending="it well .|the film .|this movie .|too much .|at once .|the story .|again .|all night .|for hours .|the ending ."
+                "|with conviction .|every time .|the whole thing .|without a reason .|like pros .|their way out .").items()}
+PROBE_SPLITS = dict(train=0.6, valid=0.2, test=0.2) # shares of NOUN_VERB_WORDS
+
+def noun_verb_words(
+    split:str, # "train", "valid" or "test"
+) -> list[str]:
+    "The words of `split`: `NOUN_VERB_WORDS` shuffled once (seed 0) and cut by the shares of `PROBE_SPLITS`."
+    if split not in PROBE_SPLITS: raise ValueError(f"split must be one of {list(PROBE_SPLITS)}, not {split!r}")
+    words = [NOUN_VERB_WORDS[i] for i in np.random.default_rng(0).permutation(len(NOUN_VERB_WORDS))]
+    ends = np.round(np.cumsum([0, *PROBE_SPLITS.values()]) * len(words)).astype(int) # (4,) where each split starts and ends
+    k = list(PROBE_SPLITS).index(split)
+    return words[ends[k]:ends[k + 1]]
+
+def noun_verb_sentences(
+    split:str, # "train", "valid" or "test": whose words to use (`noun_verb_words`)
+    per_word:int=6, # sentences per word and per use
+    seed:int=0, # the random choice of frame pieces
+) -> list[tuple[list[str], int, int]]:
+    "Sentences using each word of `split` as a noun (label 0) and as a verb (label 1): `(tokens, position, label)`."
+    rng = np.random.default_rng([seed, list(PROBE_SPLITS).index(split)])
+    pick = lambda part: NOUN_VERB_FRAMES[part][rng.integers(len(NOUN_VERB_FRAMES[part]))]
+    out = []
+    for w in noun_verb_words(split):
+        for _ in range(per_word):
+            adjective = pick("adjective") if rng.random() < 0.5 else ""
+            for label, before, after in ((0, [pick("opening"), pick("determiner"), adjective], pick("noun_ending")),
+                                         (1, [pick("opening"), pick("subject"), pick("auxiliary")], pick("verb_ending"))):
+                before = " ".join(before).split() # a piece may hold the word itself ("in the end"): count, don't search
+                out.append((before + [w] + after.split(), len(before), label))
+    return out
+
+# %% ../nbs/03_elmo.ipynb #b50344f0
 class LayerProbe(nn.Module):
-    "A linear classifier on a `ScalarMix` of pooled layers (or on one layer)."
+    "A linear classifier on a `ScalarMix` of the layers (or on one layer)."
     def __init__(self,
                  n_layers:int, # layers in the features
                  dim:int, # size of each layer
@@ -570,15 +632,19 @@ class LayerProbe(nn.Module):
         self.mix = ScalarMix(n_layers) if layer is None else None
         self.linear = nn.Linear(dim, n_classes)
     def forward(self,
-                x:torch.Tensor, # (N, L, D) pooled layers
+                x:torch.Tensor, # (N, L, D) one vector per layer
                ) -> torch.Tensor:
         "Class logits `(N, n_classes)`."
         h = x[:, self.layer] if self.layer is not None else self.mix(list(x.unbind(1))) # (N, D)
         return self.linear(h)
+    @torch.no_grad()
+    def predict(self, x:torch.Tensor) -> torch.Tensor:
+        "The class predicted for each row of features `x` `(N, L, D)`, once `train_probe` has fitted it."
+        return self((x - self.mu) / self.sd).argmax(-1)
 
 def train_probe(
     probe:LayerProbe, # the classifier
-    x:torch.Tensor, # training features `(N, L, D)` from `pooled_layers`
+    x:torch.Tensor, # training features `(N, L, D)`
     y:torch.Tensor, # training labels `(N,)`
     steps:int=300, # full-batch Adam steps
     lr:float=1e-2, # learning rate
@@ -593,11 +659,31 @@ def train_probe(
         opt.zero_grad(); loss.backward(); opt.step()
     return probe
 
-@torch.no_grad()
-def probe_accuracy(
-    probe:LayerProbe, # a probe fitted by `train_probe`
-    x:torch.Tensor, # features `(N, L, D)`
-    y:torch.Tensor, # labels `(N,)`
-) -> float:
-    "Accuracy of `probe` on features `x` and labels `y`."
-    return (probe((x - probe.mu) / probe.sd).argmax(-1) == y).float().mean().item()
+def choose_probe(
+    train:tuple[torch.Tensor, torch.Tensor], # training features `(N, L, D)` and labels
+    valid:tuple[torch.Tensor, torch.Tensor], # validation features and labels: the settings are chosen here
+    layers:Sequence[int|None]=(None, 1, 2), # settings to try: None mixes all layers, an int uses one layer
+    weight_decays:Sequence[float]=(1e-4, 1e-2, 1e-1), # settings to try
+    seed:int=0, # the probes' initial weights
+) -> tuple[LayerProbe, pd.DataFrame]:
+    "The probe with the best validation accuracy over `layers` x `weight_decays` (first wins ties), and every setting's score."
+    (x, y), (xv, yv) = train, valid
+    rows, best = [], None
+    for layer in layers:
+        for wd in weight_decays:
+            torch.manual_seed(seed)
+            p = train_probe(LayerProbe(x.shape[1], x.shape[2], layer=layer), x, y, weight_decay=wd)
+            acc = (p.predict(xv) == yv).float().mean().item()
+            rows.append(dict(layer="mix" if layer is None else layer, weight_decay=wd, valid_accuracy=acc))
+            if best is None or acc > best[0]: best = (acc, p)
+    return best[1], pd.DataFrame(rows)
+
+def word_bootstrap(
+    correct:Sequence[bool], # whether each test sentence was classified right
+    words:Sequence[str], # the word each sentence is about
+    n:int=2000, # bootstrap resamples
+) -> tuple[float, float]:
+    "A 95% interval for the accuracy, resampling whole words (a word's sentences are not independent of each other)."
+    df = pd.DataFrame(dict(c=np.asarray(correct, float), w=list(words))).groupby("w").c.agg(["sum", "count"])
+    pick = np.random.default_rng(0).integers(0, len(df), (n, len(df))) # (n, words): resampled words
+    return tuple(np.quantile(df["sum"].values[pick].sum(1) / df["count"].values[pick].sum(1), [0.025, 0.975]).tolist())

@@ -16,12 +16,12 @@ __all__ = ['GENERATED_TASKS', 'SST2_LABELS', 'text_to_text', 'generated_examples
            'sentinel_ids', 'T5Size', 'build_t5', 'relative_position_bucket', 'relative_positions',
            'relative_position_bias', 'random_spans_noise_mask', 'span_corrupt', 'resolve_sentinels',
            'span_corruption_examples', 'mixing_rates', 'mixture_batches', 'encode_t5_batch', 'generate_text',
-           'exact_match_by_task', 'train_t5']
+           'exact_match_by_task', 'final_test_examples', 'train_t5']
 
 # %% ../nbs/08_t5.ipynb #7b08d5d2
 import torch
 from torch import Tensor
-from .core import History
+from .core import History, warmup_scheduler
 from .data import load_sst2
 from .tokenizers import train_sentencepiece
 from .transformer import toy_examples
@@ -337,13 +337,24 @@ def exact_match_by_task(
     examples:Sequence[tuple[str, str, str]], # (task, input text, target text) triples
     max_new_tokens:int=16, # the longest answer
     max_input_len:int=64, # longer inputs are cut
-) -> dict[str, float]:
-    "For each task of `examples`, the fraction of greedy answers equal to the target."
+    per_example:bool=False, # return each task's list of right/wrong answers instead of the fraction
+) -> dict:
+    "For each task of `examples`, the fraction of greedy answers equal to the target (or the list of right/wrong)."
     answers = generate_text(model, tokenizer, [x for _, x, _ in examples], max_new_tokens, max_input_len=max_input_len)
-    right, total = {}, {}
-    for (task, _, y), a in zip(examples, answers):
-        total[task] = total.get(task, 0) + 1; right[task] = right.get(task, 0) + (a == y)
-    return {t: right[t] / total[t] for t in total}
+    right = {}
+    for (task, _, y), a in zip(examples, answers): right.setdefault(task, []).append(a == y)
+    return right if per_example else {t: sum(r) / len(r) for t, r in right.items()}
+
+def final_test_examples(
+    valid:Sequence[tuple[str, str, str]], # the validation triples, which the test set must not repeat
+    n:int=1000, # examples per generated task
+    seed:int=1, # the seed of the draw (the validation examples use 0)
+) -> list[tuple[str, str, str]]:
+    "`n` fresh held-out examples per generated task whose inputs are not in `valid`, and SST-2's labelled test split."
+    seen, out, count = {x for _, x, _ in valid}, [], {}
+    for e in generated_examples(2 * n, "heldout", seed):  # twice as many: room for the ones that `valid` already holds
+        if e[1] not in seen and count.get(e[0], 0) < n: out.append(e); count[e[0]] = count.get(e[0], 0) + 1
+    return out + sst2_examples("test")
 
 # %% ../nbs/08_t5.ipynb #1c6e2bb4
 def train_t5(
@@ -355,7 +366,7 @@ def train_t5(
     steps:int=500, # optimizer steps
     batch_size:int=64, # examples per step (split by task)
     lr:float=3e-3, # the peak learning rate
-    warmup:int=100, # steps of linear warm-up; then linear decay to 0
+    warmup:int=100, # steps of linear warm-up; then linear decay to 0 (`core.warmup_scheduler`)
     weight_decay:float=0.0, # AdamW's decoupled weight decay
     eval_every:int=250, # steps between evaluations (and at the end)
     time_budget:float|None=None, # stop (after an evaluation) once this many seconds have passed
@@ -366,7 +377,7 @@ def train_t5(
     "Train `model` on the task mixture; `History` holds `loss`, `lr` and `em_<task>` (exact match on `valid`)."
     device = model.device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    sched = warmup_scheduler(opt, steps, warmup, decay="linear")
     batches, hist, start = mixture_batches(train, rates, batch_size, seed), History(), time.perf_counter()
     for step in range(1, steps + 1):
         model.train()

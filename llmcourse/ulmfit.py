@@ -6,18 +6,20 @@ Docs: https://llmcourse.github.io/llmcourse/ulmfit.html.md"""
 
 # %% ../nbs/04_ulmfit.ipynb #de9be635
 from __future__ import annotations
-import math, time, warnings
-from dataclasses import dataclass, asdict
+import functools, math, time, warnings
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['ULMFiTConfig', 'offline_tokenizer', 'general_domain_texts', 'sst2_sentences', 'sst2_frame', 'lm_dataloaders',
-           'classifier_dataloaders', 'pretrain_general_lm', 'finetune_target_lm', 'unfreezing_schedule',
-           'train_classifier', 'predict_proba', 'accuracy_on', 'ULMFiTResult', 'ulmfit', 'export_encoder',
-           'load_exported_encoder', 'WeightDroppedLSTM', 'one_cycle_lr', 'slanted_triangular_lr']
+__all__ = ['CLASSIFIER_RECIPES', 'ULMFiTConfig', 'offline_tokenizer', 'general_domain_texts', 'sst2_sentences', 'sst2_frame',
+           'lm_dataloaders', 'classifier_dataloaders', 'pretrain_general_lm', 'finetune_target_lm',
+           'unfreezing_schedule', 'train_classifier', 'predict_proba', 'accuracy_on', 'ULMFiTResult', 'ulmfit',
+           'export_encoder', 'load_exported_encoder', 'WeightDroppedLSTM', 'one_cycle_lr', 'slanted_triangular_lr',
+           'labelled_sentences', 'label_budget_curve', 'label_curve_summary']
 
 # %% ../nbs/04_ulmfit.ipynb #a501db1a
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -60,9 +62,9 @@ class ULMFiTConfig:
 
     @classmethod
     def tiny(cls, **kw) -> "ULMFiTConfig":
-        "Quick mode and tests: a 2-layer 64/128 AWD-LSTM on subsets, one epoch per step."
+        "Quick mode and tests: a 2-layer 64/128 AWD-LSTM; stage 1 on a subset, stage 2 on all SST-2 training sentences."
         return cls(**{**dict(emb_sz=64, n_hid=128, n_layers=2, seq_len=48, bs=32, min_freq=3, n_general=1500,
-                             n_target=1500, n_train=3000, n_eval=300, lm1_epochs=1, lm1_lr=1e-2, lm2_epochs=1,
+                             n_target=None, n_train=3000, n_eval=300, lm1_epochs=1, lm1_lr=1e-2, lm2_epochs=2,
                              lm2_lr=5e-3, clas_lr=2e-2, clas_last_epochs=2, clas_final_div=2, lr_mult=1.5), **kw})
 
     @classmethod
@@ -374,3 +376,65 @@ def slanted_triangular_lr(
     cut = math.floor(T*cut_frac)
     p = t/cut if t < cut else 1 - (t - cut)/(cut*(1/cut_frac - 1))
     return lr_max*(1 + p*(ratio - 1))/ratio
+
+# %% ../nbs/04_ulmfit.ipynb #4a0fbeb7
+CLASSIFIER_RECIPES = { # stage-3 settings to choose from on dev, as `ULMFiTConfig` overrides
+    "gentle": dict(clas_lr=1e-2, clas_final_div=10, lr_mult=2.6), # the paper's rates: 1e-2 for the head, then ~10x lower
+    "fast": dict(clas_lr=2e-2, clas_final_div=4, lr_mult=1.5, clas_last_epochs=6), # higher rates and longer: weights learn more
+}
+
+@functools.lru_cache(maxsize=1)
+def _labelled_sentences() -> pd.DataFrame:
+    df = load_sst2("train")
+    return df[df.sentence.str.strip().isin(set(sst2_sentences(df.sentence)))].drop_duplicates("sentence").reset_index(drop=True)
+
+def labelled_sentences(
+    n:int|None=None, # how many (None: all of them)
+    seed:int=0, # which ones: the first `n` of a shuffle with this seed, so smaller sets sit inside larger ones
+) -> pd.DataFrame:
+    "Whole SST-2 training sentences with their labels (`sentence`, `label`), without the phrases inside them."
+    df = _labelled_sentences().sample(frac=1, random_state=seed)
+    return df.head(len(df) if n is None else n).reset_index(drop=True)
+
+def label_budget_curve(
+    cfg:ULMFiTConfig, # sizes and the base stage-3 recipe
+    vocab:Sequence[str], # the vocabulary of the stage-2 language model (both variants use it)
+    dev:pd.DataFrame, # labelled rows the recipe is chosen on
+    test:pd.DataFrame, # labelled rows scored once, by the chosen recipe's classifiers
+    budgets:Sequence[int|None]=(100, 500, 2000, None), # labelled training sentences (None: all)
+    seeds:Sequence[int]=(0, 1, 2), # each draws its own sentences and starts its own classifier
+    encoder:str="target_enc", # the stage-2 encoder of the pretrained variant; the other starts from random weights
+    recipes:dict|None=None, # name -> `ULMFiTConfig` overrides to choose from (default `CLASSIFIER_RECIPES`)
+    min_epoch_rows:int=1000, # smaller training sets are repeated up to this many rows per epoch
+    path:str|Path|None=None, # where the encoder is saved (default: `cache_dir("ulmfit")`)
+) -> pd.DataFrame:
+    "One row per budget, variant and seed: the recipe chosen on dev (best mean over seeds), its dev and test accuracy."
+    rows, tried_rows = [], [] # every recipe's dev accuracy goes in `.attrs["tried"]`
+    for n in budgets:
+        data = {s: labelled_sentences(n, s) for s in seeds}
+        dls = {s: classifier_dataloaders(pd.concat([d] * max(1, -(-min_epoch_rows // len(d))), ignore_index=True), dev, vocab,
+                                         cfg, path=path) for s, d in data.items()}
+        for pretrained in (True, False):
+            tried = {}
+            for name, over in (recipes or CLASSIFIER_RECIPES).items():
+                learns = {s: train_classifier(dls[s], replace(cfg, seed=s, **over), encoder=encoder if pretrained else None) for s in seeds}
+                devs = {s: accuracy_on(l, dev) for s, l in learns.items()}
+                tried[name] = (np.mean(list(devs.values())), learns, devs)
+                tried_rows += [dict(labels=len(data[s]), pretrained=pretrained, recipe=name, seed=s, dev=a) for s, a in devs.items()]
+            best = max(tried, key=lambda k: tried[k][0]) # chosen on dev; the test set is scored below, once
+            for s, learn in tried[best][1].items():
+                rows.append(dict(labels=len(data[s]), pretrained=pretrained, seed=s, recipe=best, dev=tried[best][2][s],
+                                 test=accuracy_on(learn, test)))
+    out = pd.DataFrame(rows); out.attrs["tried"] = pd.DataFrame(tried_rows)
+    return out
+
+def label_curve_summary(
+    curve:pd.DataFrame, # rows from `label_budget_curve`
+) -> pd.DataFrame:
+    "Per budget: test accuracy with and without pretraining (mean and standard error over seeds), and the gain, paired by seed."
+    acc = curve.pivot_table(index=["labels", "seed"], columns="pretrained", values="test") # (budgets x seeds, 2)
+    gain = acc[True] - acc[False] # same sentences, same seed
+    g = lambda s: s.groupby("labels")
+    return pd.DataFrame({"pretrained": g(acc[True]).mean(), "pretrained_se": g(acc[True]).sem(), "random": g(acc[False]).mean(),
+                         "random_se": g(acc[False]).sem(), "gain": g(gain).mean(), "gain_se": g(gain).sem(),
+                         "gain_min": g(gain).min(), "gain_max": g(gain).max()})

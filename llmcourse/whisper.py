@@ -1,4 +1,4 @@
-"""Audio in, log-mel spectrograms from scratch, the Whisper encoder-decoder with its special-token prompt, greedy and beam decoding checked against transformers, a tiny Whisper trained on spoken digits, and Whisper tiny.en through faster-whisper.
+"""Audio in, log-mel spectrograms from scratch, the Whisper encoder-decoder with its special-token prompt, greedy and beam decoding checked against transformers, the word error rate, and Whisper tiny.en through faster-whisper.
 
 Docs: https://llmcourse.github.io/llmcourse/whisper.html.md"""
 
@@ -6,20 +6,17 @@ Docs: https://llmcourse.github.io/llmcourse/whisper.html.md"""
 
 # %% ../nbs/10_whisper.ipynb #9a2f11b7
 from __future__ import annotations
-import functools, math, re, time
-from dataclasses import dataclass, field, asdict
+import math, re, time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOP_LENGTH', 'CHUNK_SECONDS', 'N_SAMPLES', 'N_FRAMES', 'DIGIT_WORDS', 'WHISPER_SPECIALS',
-           'TEST_SPEAKERS', 'resample', 'load_audio', 'pad_or_trim', 'hz_to_mel', 'mel_to_hz', 'mel_filters',
-           'log_mel_spectrogram', 'DigitTokenizer', 'WhisperModelConfig', 'whisper_sinusoids', 'whisper_attention',
-           'ResidualAttentionBlock', 'AudioEncoder', 'TextDecoder', 'Whisper', 'whisper_from_hf', 'suppress',
-           'greedy_decode', 'beam_search_decode', 'hf_generation_config', 'spec_augment', 'warp_mel', 'normalize_peak',
-           'speaker_spectrum', 'equalizer_gains', 'DigitUtterances', 'edit_distance', 'word_error_rate',
-           'transcribe_batch', 'evaluate', 'train_digits', 'digit_test_set', 'digit_test_speakers', 'save_digit_model',
-           'load_digit_model', 'WhisperEnsemble', 'ensemble_transcribe', 'Transcript', 'faster_whisper_model',
+           'pad_or_trim', 'hz_to_mel', 'mel_to_hz', 'mel_filters', 'log_mel_spectrogram', 'DigitTokenizer',
+           'WhisperModelConfig', 'whisper_sinusoids', 'whisper_attention', 'ResidualAttentionBlock', 'AudioEncoder',
+           'TextDecoder', 'Whisper', 'whisper_from_hf', 'suppress', 'whisper_greedy_decode', 'beam_search_decode',
+           'hf_generation_config', 'edit_distance', 'word_error_rate', 'Transcript', 'faster_whisper_model',
            'transcribe', 'normalize_digits', 'digit_recording']
 
 # %% ../nbs/10_whisper.ipynb #069f5fce
@@ -28,8 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from .core import History, default_device, seed_everything, is_quick, quick_or_full
-from .data import load_fsdd, whisper_tiny_en_dir
+from .data import load_audio, load_fsdd, whisper_tiny_en_dir
 from .transformer import MultiHeadAttention, FeedForward, sinusoidal_positions
 
 # %% ../nbs/10_whisper.ipynb #c0c0688b
@@ -41,33 +37,6 @@ N_SAMPLES = SAMPLE_RATE * CHUNK_SECONDS  # 480,000 samples
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3,000 mel frames, 1,500 encoder positions
 
 # %% ../nbs/10_whisper.ipynb #2a948347
-def resample(
-    audio:np.ndarray, # 1-D float samples
-    orig_sr:int, # their sample rate (Hz)
-    target_sr:int=SAMPLE_RATE, # the rate wanted
-) -> np.ndarray:
-    "`audio` resampled from `orig_sr` to `target_sr` with a polyphase filter (`scipy.signal.resample_poly`), float32."
-    audio = np.asarray(audio, dtype=np.float32)
-    if orig_sr == target_sr: return audio
-    if orig_sr <= 0 or target_sr <= 0: raise ValueError(f"Sample rates must be positive, got {orig_sr} and {target_sr}.")
-    from scipy.signal import resample_poly
-    g = math.gcd(int(orig_sr), int(target_sr))
-    return resample_poly(audio, target_sr // g, orig_sr // g).astype(np.float32)
-
-def load_audio(
-    path:str|Path, # a WAV, FLAC or other file that libsndfile reads
-    sample_rate:int=SAMPLE_RATE, # the rate to resample to
-) -> np.ndarray:
-    "Mono float32 samples of the audio file `path` at `sample_rate` (channels averaged)."
-    import soundfile as sf
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"No audio file at {path}.")
-    try: x, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
-    except (RuntimeError, TypeError, sf.SoundFileError) as e:
-        raise ValueError(f"{path} is not an audio file that soundfile can read (WAV, FLAC, OGG): {e}. "
-                         f"Convert it first, e.g. `ffmpeg -i {path.name} -ar 16000 -ac 1 out.wav`.") from None
-    return resample(x.mean(1), sr, sample_rate)
-
 def pad_or_trim(
     audio:np.ndarray|Tensor, # samples (..., n), or mel frames (..., n)
     length:int=N_SAMPLES, # the length wanted along the last axis
@@ -128,7 +97,7 @@ def log_mel_spectrogram(
     "(`n_mels`, n // 160) or (B, `n_mels`, n // 160) Whisper log-mel features: log10 power, floored 8 below the max, (x + 4) / 4."
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"Whisper's features are defined for {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; "
-                         f"resample first: `resample(audio, {sample_rate})` or `load_audio(path)`.")
+                         f"resample first, e.g. `llmcourse.data.load_audio(path)` gives 16 kHz.")
     x = torch.as_tensor(audio, dtype=torch.float32, device=device)
     if padding: x = F.pad(x, (0, padding))
     key = (n_mels, str(x.device))
@@ -406,7 +375,7 @@ def suppress(
     return logits
 
 @torch.no_grad()
-def greedy_decode(
+def whisper_greedy_decode(
     model:Whisper, # the model, in eval mode
     mel:Tensor, # (B, n_mels, frames) log-mel features
     prompt:Sequence[int], # the start tokens, e.g. `tokenizer.sot_sequence`
@@ -484,165 +453,6 @@ def hf_generation_config(
     g.begin_suppress_tokens = [tokenizer.eot] if begin_suppress_tokens is None else list(begin_suppress_tokens)
     return g
 
-# %% ../nbs/10_whisper.ipynb #b1e2de77
-def spec_augment(
-    mel:Tensor, # (n, n_mels, frames) log-mel features
-    rng:np.random.Generator, # the randomness
-    bands:int=2, # frequency masks per utterance
-    max_band:int=10, # the widest frequency mask, in mel bins
-    stretches:int=2, # time masks per utterance
-    max_stretch:int=20, # the longest time mask, in frames (10 ms each)
-) -> Tensor:
-    "A copy of `mel` with random mel bands and time stretches set to each utterance's mean (Park et al., 2019, SpecAugment)."
-    mel = mel.clone()
-    n, n_mels, frames = mel.shape
-    for i in range(n):
-        fill = mel[i].mean()
-        for _ in range(bands):
-            w = int(rng.integers(0, max_band + 1)); f0 = int(rng.integers(0, n_mels - w + 1))
-            mel[i, f0:f0 + w, :] = fill
-        for _ in range(stretches):
-            w = int(rng.integers(0, max_stretch + 1)); t0 = int(rng.integers(0, frames - w + 1))
-            mel[i, :, t0:t0 + w] = fill
-    return mel
-
-def warp_mel(
-    mel:Tensor, # (n, n_mels, frames) log-mel features
-    alpha:Tensor, # (n,) one factor per utterance: above 1 reads each bin from higher up (a shorter vocal tract)
-) -> Tensor:
-    "`mel` with each utterance's mel axis stretched: bin f takes the value at bin f * alpha, linearly interpolated."
-    n, m, frames = mel.shape
-    src = (torch.arange(m, dtype=mel.dtype, device=mel.device)[None, :] * alpha[:, None].to(mel)).clamp(max=m - 1)  # (n, m)
-    lo = src.floor().long(); hi = (lo + 1).clamp(max=m - 1); frac = (src - lo)[..., None]  # (n, m), (n, m), (n, m, 1)
-    take = lambda idx: torch.gather(mel, 1, idx[..., None].expand(-1, -1, frames))  # (n, m, frames)
-    return take(lo) * (1 - frac) + take(hi) * frac
-
-# %% ../nbs/10_whisper.ipynb #9790d1e1
-TEST_SPEAKERS = ("jackson", "theo")
-
-def normalize_peak(
-    audio:np.ndarray, # samples
-    peak:float=0.5, # the loudest sample afterwards
-) -> np.ndarray:
-    "`audio` scaled so its largest absolute sample is `peak`; silence stays silence."
-    top = float(np.abs(audio).max(initial=0.0))
-    return audio if top == 0 else (audio * (peak / top)).astype(np.float32)
-
-@functools.lru_cache(maxsize=None)
-def _speaker_clips(speaker:str) -> tuple:
-    "Every FSDD clip of `speaker` at 16 kHz with its digit, read once per session, in a fixed order."
-    frame = load_fsdd().frame
-    rows = frame[frame.speaker == speaker].sort_values(["take", "digit"])
-    return tuple((load_audio(p), int(d)) for p, d in zip(rows.path, rows.digit))
-
-def speaker_spectrum(
-    clips:Sequence[np.ndarray], # recordings of one speaker (one voice, one microphone) at 16 kHz; no transcripts needed
-    peak:float|None=0.5, # scale each clip to this peak first, as `DigitUtterances` does (None: as recorded)
-    speech_db:float=30.0, # frames within this many dB of their clip's loudest frame count as speech; the rest is silence
-) -> Tensor:
-    "(80,) the mean log10 mel power of the speech frames of `clips`: the long-term spectrum of a voice through its microphone."
-    total, frames = torch.zeros(80), 0
-    for audio in clips:
-        if len(audio) < N_FFT or not np.any(audio): continue  # too short for one window, or silent: no speech to measure
-        log_spec = 4 * log_mel_spectrogram(audio if peak is None else normalize_peak(audio, peak)) - 4  # (80, frames) log10 power
-        energy = torch.logsumexp(log_spec * math.log(10), 0) / math.log(10)  # (frames,) log10 of each frame's total power
-        speech = energy > energy.max() - speech_db / 10
-        total += log_spec[:, speech].sum(1); frames += int(speech.sum())
-    if frames == 0: raise ValueError("No speech frames in these clips: are they empty or silent?")
-    return total / frames
-
-def equalizer_gains(
-    speakers:Sequence[str], # FSDD speakers to equalise
-    reference:Sequence[str]|None=None, # speakers whose average spectrum is the target; default the training speakers
-    peak:float|None=0.5, # the level the clips are scaled to, as in `DigitUtterances`
-) -> dict[str, Tensor]:
-    "Per speaker, the (80,) log10 gains that move the long-term spectrum of all their clips, unlabelled, onto the reference speakers' average."
-    if reference is None: reference = sorted(set(load_fsdd().frame.speaker) - set(TEST_SPEAKERS))
-    target = torch.stack([_fsdd_spectrum(s, peak) for s in reference]).mean(0)
-    return {s: target - _fsdd_spectrum(s, peak) for s in speakers}
-
-@functools.lru_cache(maxsize=None)
-def _fsdd_spectrum(speaker:str, peak:float|None) -> Tensor:
-    "`speaker_spectrum` of all of an FSDD speaker's clips, measured once per session."
-    return speaker_spectrum([a for a, _ in _speaker_clips(speaker)], peak)
-
-class DigitUtterances:
-    "Utterances of several spoken digits made by joining FSDD clips of one speaker; `batch` gives log-mel features and tokens."
-    def __init__(self,
-                 speakers:Sequence[str]|None=None, # FSDD speakers to draw from; default all but `TEST_SPEAKERS`
-                 max_digits:int=3, # digits per utterance: 1 to this
-                 seconds:float=2.4, # utterances longer than this are drawn again; features cover exactly this
-                 augment:bool=True, # speed, gain and noise perturbation
-                 max_clips:int|None=None, # use at most this many clips per speaker (quick runs)
-                 speed:tuple[float, float]=(0.87, 1.15), # the range of the speed perturbation, when `augment`
-                 spec_augment:bool=False, # also mask 2 mel bands and 2 time stretches of the features (SpecAugment)
-                 vtlp:float=0.0, # stretch each utterance's mel axis by a factor in [1 - vtlp, 1 + vtlp], when `augment`
-                 peak:float|None=0.5, # scale each utterance so its loudest sample is this (None: as recorded)
-                 gains:Mapping[str, Tensor]|None=None, # per speaker, (80,) log10 gains for the mel bins (`equalizer_gains`)
-                 tokenizer:DigitTokenizer|None=None, # the tokenizer of the targets
-                ):
-        frame = load_fsdd().frame
-        speakers = sorted(set(frame.speaker) - set(TEST_SPEAKERS)) if speakers is None else list(speakers)
-        unknown = set(speakers) - set(frame.speaker)
-        if unknown: raise ValueError(f"No FSDD speaker {sorted(unknown)}; there are {sorted(frame.speaker.unique())}")
-        self.clips = {s: _speaker_clips(s)[:max_clips] for s in speakers}
-        self.speakers, self.max_digits, self.augment = speakers, max_digits, augment
-        self.speed, self.spec_augment, self.vtlp, self.peak = speed, spec_augment, vtlp, peak
-        self.gains = {s: torch.as_tensor(g, dtype=torch.float32) for s, g in (gains or {}).items()}
-        bad = {s: tuple(g.shape) for s, g in self.gains.items() if g.shape != (80,)}
-        if bad: raise ValueError(f"A speaker's gains are one value per mel bin, shape (80,); got {bad}")
-        self.n_samples = int(seconds * SAMPLE_RATE)
-        self.tokenizer = tokenizer or DigitTokenizer()
-
-    def __repr__(self):
-        return f"DigitUtterances({sum(map(len, self.clips.values()))} clips of {', '.join(self.speakers)}; 1-{self.max_digits} digits)"
-
-    def sample(self,
-               rng:np.random.Generator, # the randomness
-              ) -> tuple[np.ndarray, str]:
-        "One utterance: 16 kHz samples and its text, e.g. 'three one four'."
-        return self._sample(rng)[:2]
-
-    def _sample(self, rng:np.random.Generator) -> tuple[np.ndarray, str, str]:
-        "One utterance: samples, text and speaker."
-        while True:
-            speaker = self.speakers[rng.integers(len(self.speakers))]
-            clips = self.clips[speaker]
-            parts, words = [np.zeros(int(rng.uniform(0.0, 0.3) * SAMPLE_RATE), np.float32)], []
-            for _ in range(rng.integers(1, self.max_digits + 1)):
-                audio, digit = clips[rng.integers(len(clips))]
-                if self.augment:
-                    speed = rng.uniform(*self.speed)  # linear interpolation: cheap, and aliasing does not matter here
-                    audio = np.interp(np.arange(0, len(audio) - 1, speed), np.arange(len(audio)), audio).astype(np.float32)
-                    audio = audio * rng.uniform(0.3, 1.5)
-                parts += [audio, np.zeros(int(rng.uniform(0.05, 0.3) * SAMPLE_RATE), np.float32)]
-                words.append(DIGIT_WORDS[digit])
-            audio = np.concatenate(parts)
-            if len(audio) <= self.n_samples: break
-        if self.peak is not None: audio = normalize_peak(audio, self.peak)
-        if self.augment:
-            if self.peak is not None: audio = audio * rng.uniform(0.6, 1.4)
-            audio = audio + rng.normal(0, rng.uniform(0, 0.01), len(audio)).astype(np.float32)
-        return audio, " ".join(words), speaker
-
-    def batch(self,
-              n:int, # utterances
-              rng:np.random.Generator, # the randomness
-             ) -> tuple[Tensor, Tensor, list[str]]:
-        "(n, 80, frames) log-mel features, (n, T) tokens (prompt, words, `eot`, padded with `eot`) and the texts."
-        drawn = [self._sample(rng) for _ in range(n)]
-        pairs = [(a, t) for a, t, _ in drawn]
-        audio = torch.from_numpy(np.stack([pad_or_trim(a, self.n_samples) for a, _ in pairs]))  # (n, samples)
-        gain = torch.stack([self.gains.get(s, torch.zeros(80)) for *_, s in drawn]) if self.gains else None  # (n, 80)
-        mel = log_mel_spectrogram(audio, gain=gain)  # (n, 80, samples // 160)
-        if self.augment and self.vtlp: mel = warp_mel(mel, torch.from_numpy(rng.uniform(1 - self.vtlp, 1 + self.vtlp, n)))
-        if self.augment and self.spec_augment: mel = spec_augment(mel, rng)
-        tok = self.tokenizer
-        rows = [tok.sot_sequence + tok.encode(t) + [tok.eot] for _, t in pairs]
-        T = max(map(len, rows))
-        tokens = torch.tensor([r + [tok.eot] * (T - len(r)) for r in rows])  # (n, T)
-        return mel, tokens, [t for _, t in pairs]
-
 # %% ../nbs/10_whisper.ipynb #ade296ea
 def edit_distance(
     ref:Sequence, # the reference sequence
@@ -665,149 +475,6 @@ def word_error_rate(
     errors = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
     return errors / max(1, sum(len(r.split()) for r in refs))
 
-# %% ../nbs/10_whisper.ipynb #557ed967
-@torch.no_grad()
-def transcribe_batch(
-    model:Whisper, # a trained model, or a `WhisperEnsemble`
-    mel:Tensor, # (B, n_mels, frames)
-    tokenizer:DigitTokenizer, # its tokenizer
-    max_new_tokens:int=8, # the most tokens per transcript
-) -> list[str]:
-    "Greedy transcripts of a batch of log-mel features."
-    model.eval()
-    out = greedy_decode(model, mel, tokenizer.sot_sequence, tokenizer.eot, max_new_tokens,
-                        suppress_tokens=tokenizer.sot_sequence, begin_suppress_tokens=[tokenizer.eot])
-    return [tokenizer.decode(o[len(tokenizer.sot_sequence):]) for o in out]
-
-def evaluate(
-    model:Whisper, # the model
-    mel:Tensor, # (N, n_mels, frames) test features
-    texts:Sequence[str], # their transcripts
-    tokenizer:DigitTokenizer, # the tokenizer
-    batch_size:int=100, # clips decoded at once
-) -> tuple[float, list[str]]:
-    "The WER of greedy transcripts of `mel` against `texts`, and the transcripts."
-    device = next(model.parameters()).device
-    hyps = [h for i in range(0, len(mel), batch_size) for h in transcribe_batch(model, mel[i:i + batch_size].to(device), tokenizer)]
-    return word_error_rate(texts, hyps), hyps
-
-def train_digits(
-    model:Whisper, # the model to train, on its device
-    train:DigitUtterances, # where training utterances come from
-    test:tuple[Tensor, Sequence[str]], # (features, texts) of held-out speakers, decoded every `eval_every` steps
-    steps:int=2000, # optimizer steps
-    batch_size:int=32, # utterances per step
-    lr:float=1e-3, # peak learning rate
-    warmup:int=100, # steps of linear warm-up
-    eval_every:int=250, # steps between evaluations
-    time_budget:float|None=None, # stop after this many seconds
-    seed:int=0, # the data seed
-    averaged:torch.optim.swa_utils.AveragedModel|None=None, # updated after every step, e.g. a moving average of the weights; its WER is logged as `avg_test_wer`
-) -> History:
-    "AdamW on cross-entropy over the words and `eot`; logs loss, lr and test WER in a `History`."
-    tok, device = train.tokenizer, next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min((i + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))))
-    rng, hist, start, P = np.random.default_rng(seed), History(), time.perf_counter(), len(tok.sot_sequence)
-    for step in range(1, steps + 1):
-        mel, tokens, _ = train.batch(batch_size, rng)
-        mel, tokens = mel.to(device), tokens.to(device)
-        model.train()
-        logits = model(mel, tokens[:, :-1])  # (B, T-1, V): position t predicts token t+1
-        target = tokens[:, 1:].clone()  # (B, T-1)
-        target[:, :P - 1] = -100  # the prompt is given, not learned
-        after_eot = torch.cumsum(tokens[:, 1:] == tok.eot, 1) > 1  # padding after the first eot
-        target[after_eot] = -100
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        if averaged is not None: averaged.update_parameters(model)
-        hist.log(step, loss=loss, lr=opt.param_groups[0]["lr"])
-        out_of_time = time_budget is not None and time.perf_counter() - start > time_budget
-        if step % eval_every == 0 or step == steps or out_of_time:
-            hist.log(step, test_wer=evaluate(model, *test, tok)[0])
-            if averaged is not None: hist.log(step, avg_test_wer=evaluate(averaged.module, *test, tok)[0])
-            if out_of_time: break
-    return hist
-
-def digit_test_set(
-    n:int=200, # utterances
-    speakers:Sequence[str]=TEST_SPEAKERS, # held-out speakers
-    seed:int=1234, # fixed, so every run is scored on the same utterances
-    seconds:float=2.4, # the feature length
-    peak:float|None=0.5, # the level every utterance is scaled to, as in training (None: as recorded)
-    equalize:bool=False, # bring each speaker's long-term spectrum to the training speakers' average (`equalizer_gains`)
-) -> tuple[Tensor, list[str]]:
-    "(n, 80, frames) features and texts of un-augmented utterances by `speakers`."
-    gains = equalizer_gains(speakers, peak=peak) if equalize else None
-    ds = DigitUtterances(speakers, augment=False, seconds=seconds, peak=peak, gains=gains)
-    mel, _, texts = ds.batch(n, np.random.default_rng(seed))
-    return mel, texts
-
-def digit_test_speakers(
-    n:int=200, # utterances
-    speakers:Sequence[str]=TEST_SPEAKERS, # held-out speakers
-    seed:int=1234, # as in `digit_test_set`
-    seconds:float=2.4, # as in `digit_test_set`
-) -> list[str]:
-    "Who speaks each utterance of `digit_test_set` called with the same arguments: the same draws, without the features."
-    ds, rng = DigitUtterances(speakers, augment=False, seconds=seconds), np.random.default_rng(seed)
-    return [ds._sample(rng)[2] for _ in range(n)]
-
-# %% ../nbs/10_whisper.ipynb #fdeead77
-def save_digit_model(
-    model:Whisper, # a trained spoken-digit Whisper
-    path:str|Path, # where to write; the folder is created
-    half:bool=True, # store float16 weights (half the size; WER unchanged within a word or two)
-) -> Path:
-    "Write `model`'s configuration and weights to one file that `load_digit_model` reads."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": asdict(model.cfg), "state_dict": state}, path)
-    return path
-
-def load_digit_model(
-    path:str|Path, # a file written by `save_digit_model`
-) -> Whisper:
-    "The spoken-digit Whisper saved at `path`, in float32 and eval mode."
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or set(saved) != {"config", "state_dict"}:
-        raise ValueError(f"{path} is not a file written by save_digit_model (a dict with 'config' and 'state_dict').")
-    model = Whisper(WhisperModelConfig(**saved["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
-    return model.eval()
-
-# %% ../nbs/10_whisper.ipynb #f79c41db
-class WhisperEnsemble:
-    "Several models, each hearing several stretches of the input, voting as one: `encoder` and `decoder` as `Whisper`'s, the decoder giving mean log-probabilities."
-    def __init__(self,
-                 models:Sequence[Whisper], # trained models that share a tokenizer
-                 warps:Sequence[float]=(1.0,), # mel-axis stretches (`warp_mel`) of the input that every model hears
-                ):
-        self.votes = [(m, float(a)) for m in models for a in warps]
-
-    def eval(self):
-        for m, _ in self.votes: m.eval()
-        return self
-
-    def encoder(self, mel:Tensor) -> list[Tensor]:
-        "(B, n_mels, frames) -> one (B, S, E) encoding per (model, stretch)."
-        return [m.encoder(warp_mel(mel, torch.full((mel.size(0),), a))) for m, a in self.votes]
-
-    def decoder(self, tokens:Tensor, audios:list[Tensor]) -> Tensor:
-        "(B, T) tokens and the encodings -> (B, T, V) next-token log-probabilities averaged over the votes."
-        return torch.stack([F.log_softmax(m.decoder(tokens, audio), -1) for (m, _), audio in zip(self.votes, audios)]).mean(0)
-
-def ensemble_transcribe(
-    models:Sequence[Whisper], # trained models that share a tokenizer
-    mel:Tensor, # (B, n_mels, frames) log-mel features
-    tokenizer:DigitTokenizer, # their tokenizer
-    warps:Sequence[float]=(1.0,), # mel-axis stretches (`warp_mel`) of the input that every model hears
-    max_new_tokens:int=8, # the most tokens per transcript
-) -> list[str]:
-    "Greedy transcripts from the mean next-token log-probabilities of every model on every stretched copy of `mel`."
-    return transcribe_batch(WhisperEnsemble(models, warps), mel, tokenizer, max_new_tokens)
-
 # %% ../nbs/10_whisper.ipynb #9b64ef87
 @dataclass
 class Transcript:
@@ -823,6 +490,14 @@ class Transcript:
         return self.seconds / self.duration
 
 _FW_MODELS: dict = {}
+
+def _to_whisper_rate(audio:np.ndarray, rate:int) -> np.ndarray:
+    "Samples at `rate` resampled to 16 kHz (polyphase, as `data.load_audio` does for files)."
+    if rate == SAMPLE_RATE: return audio
+    if rate <= 0: raise ValueError(f"A sample rate is a positive number of Hz, not {rate}.")
+    from scipy.signal import resample_poly
+    g = math.gcd(int(rate), SAMPLE_RATE)
+    return resample_poly(audio, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
 
 def faster_whisper_model(
     model_dir:str|Path|None=None, # a CTranslate2 Whisper folder; default the shipped tiny.en
@@ -850,7 +525,7 @@ def transcribe(
         if sample_rate is None:
             raise ValueError("Samples need their sample_rate: faster-whisper would read them as 16 kHz, and audio at "
                              "another rate would be transcribed at the wrong speed. Pass sample_rate=, or a file path.")
-        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate)
+        audio = _to_whisper_rate(np.asarray(audio, dtype=np.float32), sample_rate)
     model = model or faster_whisper_model()
     start = time.perf_counter()
     segments, _ = model.transcribe(audio, beam_size=beam_size, language=language, word_timestamps=word_timestamps)

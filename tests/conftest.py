@@ -17,7 +17,7 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_HOME", str(tmp_path/"home"))
     return tmp_path/"home"
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirror_folder():
     "The data mirror folder named by LLMCOURSE_MIRROR (the tests need it: they never touch public hosts)."
     if not MIRROR or "://" in MIRROR or not Path(MIRROR).is_dir():

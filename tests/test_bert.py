@@ -1,24 +1,15 @@
-"Lesson 07 BERT, RoBERTa, XLNet: weight-mapping parity (random configs and the real MiniLM), masking, XLNet two-stream logits."
+"Lesson 07 BERT and RoBERTa: weight-mapping parity (random configs and the real MiniLM), sentence embeddings, masking."
 import pytest
 import torch
 from torch.testing import assert_close
 
-transformers = pytest.importorskip("transformers")
+import transformers
 from llmcourse.bert import (BertConfig, Bert, BertForMaskedLM, BertClassifier, BertEmbeddings, bert_from_hf,
                             bert_state_dict_from_hf, bert_from_pretrained, hf_bert_config, roberta_position_ids,
                             mask_tokens, DynamicMaskingCollator, StaticMaskingCollator, sentence_embeddings, fill_mask,
-                            xlnet_masks, xlnet_from_hf, hf_xlnet_config, XLNetConfig, XLNetLM, ClassifierWithLoss, trainer_finetune,
-                            mean_pool)
+                            ClassifierWithLoss, trainer_finetune, mean_pool, randomized)
 
 transformers.logging.set_verbosity_error()
-
-
-def randomized(m, seed=0, scale=0.05):
-    "Noise on every parameter: no zero bias, no identity LayerNorm, so that a mixed-up tensor shows."
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters(): p.add_(scale * torch.randn(p.shape, generator=g))
-    return m.eval()
 
 
 BERT_CONFIGS = {"tiny": BertConfig.tiny(vocab_size=100),
@@ -140,9 +131,8 @@ def test_unknown_hf_parameter_and_too_long_input_raise():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from llmcourse.data import minilm_dir, MissingExtra
-    try: d = minilm_dir()
-    except MissingExtra as e: pytest.skip(str(e))
+    from llmcourse.data import minilm_dir
+    d = minilm_dir()  # raises MissingExtra, naming `pip install 'llmcourse[bert]'`, where the weights are not installed
     tok = transformers.AutoTokenizer.from_pretrained(str(d))
     return d, tok, bert_from_pretrained(d)
 
@@ -163,7 +153,7 @@ def test_minilm_hidden_states_match_transformers(minilm):
     assert_close(got.pooler_output, want.pooler_output, atol=1e-4, rtol=1e-4)
 
 def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st  # declared in the `bert` extra: the reference implementation of the pooling
     d, tok, ours = minilm
     want = torch.from_numpy(st.SentenceTransformer(str(d), device="cpu").encode(SENTENCES))
     assert_close(sentence_embeddings(ours, tok, SENTENCES, batch_size=2), want, atol=1e-5, rtol=1e-4)
@@ -218,7 +208,6 @@ def test_fill_mask_needs_one_mask(wp):
 
 
 def test_trainer_runs_our_classifier(wp, tmp_path):
-    pytest.importorskip("accelerate")
     import pandas as pd
     tok, texts = wp
     torch.manual_seed(0)
@@ -231,76 +220,95 @@ def test_trainer_runs_our_classifier(wp, tmp_path):
     assert out["logits"].shape == (1, 2) and out["loss"].ndim == 0
 
 
-# --- XLNet ----------------------------------------------------------------------------------------------------
-
-def hf_xlnet(cfg, seed=3):
-    return randomized(transformers.XLNetLMHeadModel(hf_xlnet_config(cfg)), seed=seed)
-
-XL_CONFIGS = {"tiny": XLNetConfig.tiny(), "three-layers": XLNetConfig.tiny(vocab_size=37, d_model=24, n_layers=3, n_heads=3, d_ff=40)}
-
-@pytest.mark.parametrize("name", XL_CONFIGS)
-@pytest.mark.parametrize("num_predict", [1, 3, 9])
-@pytest.mark.parametrize("segments", [False, True])
-def test_xlnet_two_stream_logits_match(name, num_predict, segments):
-    cfg = XL_CONFIGS[name]
-    hf = hf_xlnet(cfg)
-    ours = xlnet_from_hf(hf)
-    T, B = 9, 3
-    g = torch.Generator().manual_seed(num_predict)
-    ids = torch.randint(0, cfg.vocab_size, (B, T), generator=g)
-    masks = [xlnet_masks(torch.randperm(T, generator=g), num_predict) for _ in range(B)]
-    pm, tm = torch.stack([m[0] for m in masks]), torch.stack([m[1] for m in masks])
-    seg = (torch.arange(T) >= 4).long().expand(B, -1) if segments else None
-    with torch.no_grad():
-        want = hf(ids, perm_mask=pm, target_mapping=tm, token_type_ids=seg).logits
-        got = ours(ids, pm, tm, seg)
-    assert got.shape == (B, num_predict, cfg.vocab_size)
-    assert_close(got, want, atol=1e-5, rtol=0)
-
-def test_xlnet_content_stream_logits_match():
-    cfg = XL_CONFIGS["tiny"]
-    hf, T = hf_xlnet(cfg, seed=5), 7
-    ours = xlnet_from_hf(hf)
-    ids = torch.randint(0, cfg.vocab_size, (2, T), generator=torch.Generator().manual_seed(0))
-    pm = torch.stack([xlnet_masks([3, 0, 6, 1, 5, 2, 4], 4)[0], xlnet_masks(list(range(T)), T)[0]])
-    with torch.no_grad():
-        assert_close(ours(ids, pm), hf(ids, perm_mask=pm).logits, atol=1e-5, rtol=0)
-        assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=0)  # no mask: bidirectional
-
-def test_xlnet_wrong_biases_are_caught():
-    cfg = XL_CONFIGS["tiny"]
-    hf = hf_xlnet(cfg)
-    ours = xlnet_from_hf(hf)
-    with torch.no_grad():
-        a = ours.attn[0]; a.r_w_bias, a.r_r_bias = a.r_r_bias, a.r_w_bias
-    ids = torch.randint(0, cfg.vocab_size, (1, 6), generator=torch.Generator().manual_seed(0))
-    pm, tm = xlnet_masks([5, 4, 3, 2, 1, 0], 3)
-    with torch.no_grad(): err = (ours(ids, pm[None], tm[None]) - hf(ids, perm_mask=pm[None], target_mapping=tm[None]).logits).abs().max()
-    assert err > 1e-4
-
-def test_xlnet_masks_follow_the_order():
-    order = [3, 0, 4, 1, 2]
-    pm, tm = xlnet_masks(order, num_predict=5)
-    rank = {p: r for r, p in enumerate(order)}
-    for i in range(5):
-        for j in range(5): assert pm[i, j].item() == float(rank[j] >= rank[i])
-    assert tm.argmax(1).tolist() == order and torch.equal(tm.sum(1), torch.ones(5))
-    pm, tm = xlnet_masks(order, num_predict=2)  # targets 1 and 2; 3, 0, 4 are context
-    assert pm[[3, 0, 4]][:, [3, 0, 4]].sum() == 0 and pm[[3, 0, 4]][:, [1, 2]].all()
-    assert pm[2, 1] == 0 and pm[1, 2] == 1
-    with pytest.raises(ValueError, match="permutation"): xlnet_masks([0, 0, 1], 1)
-    with pytest.raises(ValueError, match="num_predict"): xlnet_masks([0, 1, 2], 0)
-
-
 # --- the slow run ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_minilm_sst2_finetune_reaches_85_percent(minilm):
-    "The slow run of the lesson: 12,000 SST-2 sentences, one epoch, the whole dev set (about 8 CPU-minutes; 86.9% measured)."
-    from llmcourse.bert import minilm_classifier, finetune_classifier
+    """The slow run of the lesson (about 8 CPU-minutes): 12,000 SST-2 sentences, one epoch, the recipe chosen on the dev
+    set. The claim, set before the run: at least 85% on the dev set and on the labelled test split, scored once."""
+    from llmcourse.bert import minilm_classifier, finetune_classifier, classify, bootstrap_accuracy
     from llmcourse.data import load_sst2
     _, tok, _ = minilm
     clf = minilm_classifier(pooling="mean")
     h = finetune_classifier(clf, tok, load_sst2("train").sample(12000, random_state=0), load_sst2("dev"),
                             epochs=1, batch_size=32, lr=1e-4)
-    assert h.last("valid_acc") >= 0.85
+    test = load_sst2("test")
+    acc, lo, hi = bootstrap_accuracy(classify(clf, tok, test.sentence.tolist()) == torch.tensor(test.label.tolist()))
+    assert h.last("valid_acc") >= 0.85 and acc >= 0.85, f"dev {h.last('valid_acc'):.3f}, test {acc:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def test_bootstrap_interval_matches_the_normal_approximation():
+    "A bootstrap of a share over many items agrees with p +- 1.96 sqrt(p(1-p)/n) (a formula the code does not use)."
+    from llmcourse.bert import bootstrap_accuracy
+    right = torch.rand(4000, generator=torch.Generator().manual_seed(1)) < 0.8
+    acc, lo, hi = bootstrap_accuracy(right, n_boot=4000)
+    se = (acc * (1 - acc) / 4000) ** 0.5
+    assert abs(lo - (acc - 1.96 * se)) < 0.003 and abs(hi - (acc + 1.96 * se)) < 0.003
+    assert bootstrap_accuracy([True] * 10) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="at least one"): bootstrap_accuracy([])
+
+
+# --- bad folders are refused clearly (issue 21): the loader names the file and what is wrong -----------------
+
+def _good_bert_folder(path):
+    hf = randomized(transformers.BertModel(hf_bert_config(BERT_CONFIGS["tiny"])), seed=9)
+    hf.save_pretrained(path)  # config.json and model.safetensors
+    return hf
+
+def _edit_config(path, **changes):
+    import json
+    cfg = json.loads((path / "config.json").read_text()); cfg.update(changes)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+def _edit_tensors(path, fn):
+    from safetensors.torch import load_file, save_file
+    sd = load_file(str(path / "model.safetensors")); fn(sd); save_file(sd, str(path / "model.safetensors"))
+
+def _truncate(f, keep=0.5):
+    data = f.read_bytes(); f.write_bytes(data[:int(len(data) * keep)])
+
+# (name, how to spoil a good folder -> the path to load, what the message must say)
+BAD_FOLDERS = [
+    ("no such folder", lambda p: p / "nowhere", "does not exist"),
+    ("a file, not a folder", lambda p: p / "config.json", "is a file"),
+    ("no config.json", lambda p: ((p / "config.json").unlink(), p)[1], "has no config.json"),
+    ("config.json is not JSON", lambda p: ((p / "config.json").write_text("{'model_type': bert"), p)[1], "config.json is not valid JSON"),
+    ("config.json is a list", lambda p: ((p / "config.json").write_text("[1, 2]"), p)[1], "not the object of a model config"),
+    ("another architecture", lambda p: (_edit_config(p, model_type="gpt2", architectures=["GPT2LMHeadModel"]), p)[1], "'gpt2' model (GPT2LMHeadModel)"),
+    ("an impossible config", lambda p: (_edit_config(p, hidden_size=30), p)[1], "config.json"),
+    ("no weights", lambda p: ((p / "model.safetensors").unlink(), p)[1], "neither model.safetensors nor pytorch_model.bin"),
+    ("truncated safetensors", lambda p: (_truncate(p / "model.safetensors"), p)[1], "model.safetensors is not a readable safetensors file"),
+    ("text instead of safetensors", lambda p: ((p / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n"), p)[1], "not a readable safetensors file"),
+    ("truncated pytorch_model.bin", lambda p: (_bin_instead(p), _truncate(p / "pytorch_model.bin"), p)[2], "pytorch_model.bin is not a readable PyTorch checkpoint"),
+    ("a missing tensor", lambda p: (_edit_tensors(p, lambda sd: sd.pop("encoder.layer.1.output.dense.weight")), p)[1],
+     "lacks 1 tensor(s) that the model of config.json needs: encoder.layer.1.output.dense.weight"),
+    ("a mis-shaped tensor", lambda p: (_edit_tensors(p, lambda sd: sd.update({"encoder.layer.0.intermediate.dense.weight": torch.zeros(100, 64)})), p)[1],
+     "tensor encoder.layer.0.intermediate.dense.weight has shape (100, 64), but config.json implies (128, 64)"),
+    ("config of another size", lambda p: (_edit_config(p, intermediate_size=256), p)[1], "the weights and config.json come from different models"),
+    ("an unknown tensor", lambda p: (_edit_tensors(p, lambda sd: sd.update({"encoder.layer.0.crossattention.self.query.weight": torch.zeros(64, 64)})), p)[1],
+     "model.safetensors: Hugging Face parameter 'encoder.layer.0.crossattention.self.query.weight' has no counterpart"),
+]
+
+def _bin_instead(p):
+    from safetensors.torch import load_file
+    torch.save(load_file(str(p / "model.safetensors")), p / "pytorch_model.bin"); (p / "model.safetensors").unlink()
+
+def test_a_good_folder_loads_and_matches(tmp_path):
+    hf = _good_bert_folder(tmp_path)
+    ours = bert_from_pretrained(tmp_path)
+    ids, mask, seg = padded_batch(BERT_CONFIGS["tiny"])
+    with torch.no_grad(): assert_close(ours(ids, mask, seg).last_hidden_state, hf(ids, attention_mask=mask, token_type_ids=seg).last_hidden_state, atol=1e-5, rtol=0)
+    _bin_instead(tmp_path)  # the older pytorch_model.bin format too
+    with torch.no_grad(): assert_close(bert_from_pretrained(tmp_path)(ids, mask, seg).pooler_output, hf(ids, attention_mask=mask, token_type_ids=seg).pooler_output, atol=1e-5, rtol=0)
+
+@pytest.mark.parametrize("name,spoil,message", BAD_FOLDERS, ids=[b[0] for b in BAD_FOLDERS])
+def test_a_bad_folder_is_refused_clearly(tmp_path, name, spoil, message):
+    from llmcourse.bert import HFFolderError
+    folder = tmp_path / "model"
+    _good_bert_folder(folder)
+    target = spoil(folder)
+    with pytest.raises(HFFolderError) as e: bert_from_pretrained(target)
+    text = str(e.value)
+    assert message in text, text
+    assert str(folder) in text or str(target) in text, f"the message does not name the file: {text}"
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__), "a library traceback is chained"

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-transformers = pytest.importorskip("transformers")
+import transformers
 from transformers import CLIPConfig as HFCLIPConfig, CLIPModel as HFCLIPModel, ViTConfig as HFViTConfig, ViTModel as HFViTModel
 
-from llmcourse.clip import (CLIP, CLIPConfig, COLOURS, HELDOUT_COMBOS, SHAPES, TextConfig, VisionConfig, caption_search,
+from llmcourse.clip import (CLIP, CLIPConfig, COLOURS, HELDOUT_COMBOS, SHAPES, TEST_COMBOS, TextConfig, VisionConfig, caption_search,
                             class_names, clip_from_hf, clip_loss, make_shape_captions, recall_at_k, shapes_tokenizer,
                             text_config_from_hf, unique_caption_set, vision_config_from_hf, vit_from_hf)
 
@@ -145,18 +145,23 @@ def test_presets_match_the_library_defaults():
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == 151_277_313
 
 
-def test_heldout_combinations_never_in_training():
+def test_unseen_combinations_never_in_training():
     held = {class_names().index(f"{c} {s}") for c, s in HELDOUT_COMBOS}
+    test = {class_names().index(f"{c} {s}") for c, s in TEST_COMBOS}
+    assert not held & test and len(held) == len(test) == len(COLOURS)
     train = make_shape_captions(3000, "train", seed=11)
-    assert not set(train.labels) & held
+    assert not set(train.labels) & (held | test)
+    assert len(set(train.labels)) == len(COLOURS) * len(SHAPES) - 2 * len(COLOURS)
     assert set(make_shape_captions(300, "heldout", seed=12).labels) == held
+    assert set(make_shape_captions(300, "test", seed=12).labels) == test
     assert len(set(make_shape_captions(3000, "all", seed=13).labels)) == len(COLOURS) * len(SHAPES)
-    # each colour and each shape is still seen in training
-    assert set(train.colour) == set(range(len(COLOURS))) and set(train.shape) == set(range(len(SHAPES)))
+    # each colour is still seen with two shapes and each shape with three colours
+    for c in range(len(COLOURS)): assert len(set(train.shape[train.colour == c])) == 2
+    for s_ in range(len(SHAPES)): assert len(set(train.colour[train.shape == s_])) == 3
     rng = np.random.default_rng(0)
-    for i in range(200):  # no training caption, with or without drops and prefixes, names a held-out combination
+    for i in range(200):  # no training caption, with or without drops and prefixes, names an unseen combination
         cap = train.caption(i, drop=0.5, rng=rng)
-        assert not any(f"{c} {s}" in cap for c, s in HELDOUT_COMBOS), cap
+        assert not any(f"{c} {s}" in cap for c, s in HELDOUT_COMBOS + TEST_COMBOS), cap
 
 
 def test_generation_is_seeded_and_bad_input_is_refused():
@@ -164,7 +169,7 @@ def test_generation_is_seeded_and_bad_input_is_refused():
     np.testing.assert_array_equal(a.images, b.images)
     assert a.captions == b.captions
     assert not np.array_equal(a.images, make_shape_captions(20, seed=5).images)
-    with pytest.raises(ValueError, match="split"): make_shape_captions(3, "test")
+    with pytest.raises(ValueError, match="split"): make_shape_captions(3, "validation")
     u = unique_caption_set(seed=0)
     assert len(u) == len(set(u.captions)) == 192
 
@@ -175,6 +180,10 @@ def test_tokenizer():
     assert (ids[0, 5:] == TOK.eos_id).all() and TOK.eos_id == len(TOK) - 1
     assert TOK.decode(ids[1]) == "a photo of a small blue cross at the bottom right"
     with pytest.raises(ValueError, match="hexagon"): TOK(["a red hexagon"])
+    from llmcourse.tokenizers import Tokenizer  # lesson 02's interface
+    assert isinstance(TOK, Tokenizer) and TOK.vocab_size == len(TOK)
+    assert TOK.encode("a red circle")[1:-1] == [TOK.stoi[w] for w in ("a", "red", "circle")]
+    assert TOK.pieces("a red circle") == ["<bos>", "a", "red", "circle", "<eos>"]
     text = CLIP(CLIPConfig.tiny(TOK)).text
     with pytest.raises(ValueError, match="end token"): text(torch.tensor([[TOK.bos_id, 3, 4]]))
     with pytest.raises(ValueError, match="max_len"): text(torch.full((1, 40), TOK.eos_id))
@@ -192,10 +201,8 @@ def test_recall_matches_sklearn():
 def test_figures_from_the_module():
     "The drawing helpers work outside the notebook (their imports live in the module)."
     import matplotlib; matplotlib.use("Agg")
-    from llmcourse.clip import show_predictions, show_similarity
+    from llmcourse.clip import show_predictions
     data = make_shape_captions(4, "all", seed=2)
-    emb = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
-    show_similarity(emb, emb, data.images, data.captions)
     fig = show_predictions(data.images, torch.softmax(torch.randn(4, 24), -1), class_names(), data.labels, ncols=2)
     assert len(fig.axes) == 4
 
@@ -212,18 +219,17 @@ def test_caption_search_runs_headless():
     assert "hexagon" in note.value
 
 
-def test_clip_from_pretrained_on_a_local_checkpoint(tmp_path):
-    "The full-mode path (hub folder -> our CLIP, BPE tokenizer, image processor) on a tiny random local checkpoint."
+def _clip_folder(path):
+    "A tiny random CLIP saved as a Hugging Face folder: config, safetensors, a character-level BPE tokenizer, an image processor."
     import json
-    from PIL import Image
     from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
-    from llmcourse.clip import clip_from_pretrained, zero_shot_classifier, zero_shot_predict
+    path.mkdir(parents=True, exist_ok=True)
     chars = list("abcdefghijklmnopqrstuvwxyz.")  # a character-level BPE vocabulary without merges, CLIP's specials last
     vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    (path / "merges.txt").write_text("#version: 0.2\n")
     try: tokenizer = CLIPTokenizer(vocab=vocab, merges=[])  # transformers >= 5
-    except TypeError: tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    except TypeError: tokenizer = CLIPTokenizer(str(path / "vocab.json"), str(path / "merges.txt"))
     processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
                               tokenizer=tokenizer)
     torch.manual_seed(0)
@@ -233,7 +239,15 @@ def test_clip_from_pretrained_on_a_local_checkpoint(tmp_path):
                                           image_size=32, patch_size=8),
                        projection_dim=16)
     hf = randomize_(HFCLIPModel(cfg)).eval()
-    hf.save_pretrained(tmp_path); processor.save_pretrained(tmp_path)
+    hf.save_pretrained(path); processor.save_pretrained(path)
+    return hf, vocab
+
+
+def test_clip_from_pretrained_on_a_local_checkpoint(tmp_path):
+    "The full-mode path (hub folder -> our CLIP, BPE tokenizer, image processor) on a tiny random local checkpoint."
+    from PIL import Image
+    from llmcourse.clip import clip_from_pretrained, zero_shot_classifier, zero_shot_predict
+    hf, vocab = _clip_folder(tmp_path)
     model, tokenize, preprocess = clip_from_pretrained(str(tmp_path), device="cpu")
     images = [Image.fromarray(x) for x in make_shape_captions(3, "all", seed=0).images]
     ids, mask = tokenize(["a photo of a cat", "a red circle"])
@@ -244,3 +258,41 @@ def test_clip_from_pretrained_on_a_local_checkpoint(tmp_path):
         assert_close(model(px, ids, mask)[0], ref.logits_per_image, atol=1e-4, rtol=1e-4)
     probs, top = zero_shot_predict(model, px, zero_shot_classifier(model, tokenize, ["cat", "dog"], ("a photo of a {}.",)))
     assert probs.shape == (3, 2) and torch.allclose(probs.sum(-1), torch.ones(3))
+
+
+def _edit_json(f, **changes):
+    import json
+    cfg = json.loads(f.read_text()); cfg.update(changes); f.write_text(json.dumps(cfg))
+
+def _edit_tensors(path, fn):
+    from safetensors.torch import load_file, save_file
+    sd = load_file(str(path / "model.safetensors")); fn(sd); save_file(sd, str(path / "model.safetensors"))
+
+BAD_CLIP_FOLDERS = [  # (name, spoil a good folder -> the path to load, what the message must say)
+    ("no such folder", lambda p: p / "nowhere", "does not exist"),
+    ("no config.json", lambda p: ((p / "config.json").unlink(), p)[1], "has no config.json"),
+    ("config.json is not JSON", lambda p: ((p / "config.json").write_text("{"), p)[1], "config.json is not valid JSON"),
+    ("a BERT, not a CLIP", lambda p: (_edit_json(p / "config.json", model_type="bert", architectures=["BertModel"]), p)[1], "'bert' model (BertModel)"),
+    ("no weights", lambda p: ((p / "model.safetensors").unlink(), p)[1], "neither model.safetensors nor pytorch_model.bin"),
+    ("truncated safetensors", lambda p: ((p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:5000]), p)[1],
+     "model.safetensors is not a readable safetensors file"),
+    ("a missing tensor", lambda p: (_edit_tensors(p, lambda sd: sd.pop("visual_projection.weight")), p)[1],
+     "lacks 1 tensor(s) that the model of config.json needs: visual_projection.weight"),
+    ("a mis-shaped tensor", lambda p: (_edit_tensors(p, lambda sd: sd.update({"logit_scale": torch.zeros(2)})), p)[1],
+     "tensor logit_scale has shape (2,), but config.json implies ()"),
+    ("config of another size", lambda p: (_edit_json(p / "config.json", projection_dim=24), p)[1], "the weights and config.json come from different models"),
+    ("no tokenizer files", lambda p: ((p / "vocab.json").unlink(), (p / "merges.txt").unlink(), [f.unlink() for f in p.glob("tokenizer*.json")], p)[3],
+     "has no readable CLIP tokenizer and image processor"),
+]
+
+@pytest.mark.parametrize("name,spoil,message", BAD_CLIP_FOLDERS, ids=[b[0] for b in BAD_CLIP_FOLDERS])
+def test_a_bad_clip_folder_is_refused_clearly(tmp_path, name, spoil, message):
+    from llmcourse.bert import HFFolderError
+    from llmcourse.clip import clip_from_pretrained
+    folder = tmp_path / "clip"
+    _clip_folder(folder)
+    target = spoil(folder)
+    with pytest.raises(HFFolderError) as e: clip_from_pretrained(target, device="cpu")
+    text = str(e.value)
+    assert message in text and str(folder) in text, text
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__), "a library traceback is chained"

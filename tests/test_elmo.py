@@ -1,4 +1,5 @@
-"""ELMo (lesson 03): AllenNLP's own test vectors, the save/load round trip, and weight files that do not fit their options."""
+"""ELMo (lesson 03): AllenNLP's own test vectors, the save/load round trip, weight and options files that are damaged or do
+not fit each other, and the noun-or-verb probe's construction."""
 import json, os
 
 import h5py
@@ -9,8 +10,10 @@ import torch
 os.environ.setdefault("LLMCOURSE_PROGRESS", "0")
 
 from llmcourse.data import elmo_test_vectors
-from llmcourse.elmo import (ElmoBiLm, ElmoConfig, ElmoWeightError, Elmo, batch_to_ids, embed_vocabulary, load_elmo,
-                            read_elmo_test_vectors, remove_sentence_boundaries, save_elmo, word_to_char_ids)
+from llmcourse.elmo import (ElmoBiLm, ElmoConfig, ElmoOptionsError, ElmoWeightError, Elmo, NOUN_VERB_WORDS, PROBE_SPLITS,
+                            batch_to_ids, choose_probe, embed_vocabulary, load_elmo, noun_verb_sentences, noun_verb_words,
+                            read_elmo_test_vectors, remove_sentence_boundaries, save_elmo, vectors_at, word_bootstrap,
+                            word_to_char_ids)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -171,3 +174,108 @@ def test_stateful_batches_of_changing_size():
         assert not torch.allclose(stateful.lstm.states[0][:, :, 0], h_before[:, :, 0])
         stateful.lstm.reset_states()
         torch.testing.assert_close(stateful(first).activations[2], stateless(first).activations[2])
+
+
+# Bad files: each is made here from AllenNLP's fixture, and each must fail with an error that names the file and the fault.
+def _options(fixture_dir, edit):
+    o = json.loads((fixture_dir/"options.json").read_text()); edit(o); return json.dumps(o)
+
+def _del(path):
+    def edit(o):
+        *head, last = path.split("."); d = o
+        for k in head: d = d[k]
+        del d[last]
+    return edit
+
+BAD_OPTIONS = [ # (name, file content (str, bytes or an edit of the fixture's options), error, what the message says)
+    ("not json", "{oops", ElmoOptionsError, "not JSON"),
+    ("empty", "", ElmoOptionsError, "not JSON"),
+    ("binary", b"\xff\xfe\x00\x01", ElmoOptionsError, "not JSON"),
+    ("a list", "[1, 2]", ElmoOptionsError, "holds a JSON list"),
+    ("no lstm", _del("lstm"), ElmoOptionsError, "'lstm' is missing"),
+    ("no filters", _del("char_cnn.filters"), ElmoOptionsError, "'char_cnn.filters' is missing"),
+    ("no projection", _del("lstm.projection_dim"), ElmoOptionsError, "'lstm.projection_dim' is missing"),
+    ("filters not pairs", lambda o: o["char_cnn"].update(filters=[[1], [2, 4]]), ElmoOptionsError, "[width, count]"),
+    ("negative size", lambda o: o["lstm"].update(dim=-4), ElmoOptionsError, "lstm_dim must be a positive integer"),
+    ("size as text", lambda o: o["lstm"].update(n_layers="2"), ElmoOptionsError, "n_layers must be a positive integer"),
+]
+
+@pytest.mark.parametrize("name,content,error,says", BAD_OPTIONS, ids=[c[0] for c in BAD_OPTIONS])
+def test_bad_options_file_is_named(tmp_path, fixture_dir, name, content, error, says):
+    p = tmp_path/"options.json"
+    if callable(content): content = _options(fixture_dir, content)
+    p.write_bytes(content) if isinstance(content, bytes) else p.write_text(content)
+    with pytest.raises(error) as e: load_elmo(p, fixture_dir/"lm_weights.hdf5")
+    assert str(p) in str(e.value) and says in str(e.value), str(e.value)
+
+def test_missing_files_are_named(tmp_path, fixture_dir):
+    with pytest.raises(FileNotFoundError, match="no such options file"): load_elmo(tmp_path/"nope.json", fixture_dir/"lm_weights.hdf5")
+    with pytest.raises(FileNotFoundError, match="no such weight file"): load_elmo(fixture_dir/"options.json", tmp_path/"nope.hdf5")
+
+def _rewrite(src, dst, change):
+    "Copy every tensor of hdf5 `src` to `dst`; `change(fout, name, array)` writes each one (or something else)."
+    with h5py.File(src) as fin, h5py.File(dst, "w") as fout:
+        names = []; fin.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        for n in names: change(fout, n, fin[n][...])
+
+def _keep(fout, n, a): fout.create_dataset(n, data=a)
+def _only(target, how): return lambda fout, n, a: how(fout, n, a) if n == target else _keep(fout, n, a)
+def _nan(fout, n, a): a = a.copy(); a.flat[3] = np.nan; fout.create_dataset(n, data=a)
+
+BAD_WEIGHTS = [ # (name, how to make the file from the fixture's bytes or tensors, what the message says)
+    ("truncated", lambda b: b[:len(b) // 2], "truncated"),
+    ("truncated near the end", lambda b: b[:-100], "truncated"),
+    ("empty", lambda b: b"", "not a readable HDF5 file"),
+    ("text", lambda b: b"options, not weights\n", "not a readable HDF5 file"),
+    ("tensor renamed", _only("char_embed", lambda f, n, a: f.create_dataset("char_embedding", data=a)), "'char_embed' is missing"),
+    ("wrong shape", _only("CNN_proj/W_proj", lambda f, n, a: f.create_dataset(n, data=a[:, :-1])), "has shape"),
+    ("group for a tensor", _only("CNN_proj/b_proj", lambda f, n, a: f.create_group(n)), "is a group"),
+    ("text for numbers", _only("CNN_proj/b_proj", lambda f, n, a: f.create_dataset(n, data=np.array([b"x"] * len(a)))), "not numbers"),
+    ("NaN", _only("CNN/W_cnn_0", _nan), "NaN or infinite"),
+]
+
+@pytest.mark.parametrize("name,make,says", BAD_WEIGHTS, ids=[c[0] for c in BAD_WEIGHTS])
+def test_bad_weight_file_is_named(tmp_path, fixture_dir, name, make, says):
+    src, p = fixture_dir/"lm_weights.hdf5", tmp_path/"weights.hdf5"
+    if make.__code__.co_argcount == 1: p.write_bytes(make(src.read_bytes()))
+    else: _rewrite(src, p, make)
+    with pytest.raises(ElmoWeightError) as e: load_elmo(fixture_dir/"options.json", p)
+    assert str(p) in str(e.value) and says in str(e.value), str(e.value)
+
+def test_rewritten_fixture_still_loads(tmp_path, fixture_dir):
+    "The guard behind the table: an untouched copy made the same way loads and gives the fixture's vectors."
+    _rewrite(fixture_dir/"lm_weights.hdf5", tmp_path/"w.hdf5", _keep)
+    a, b = (load_elmo(fixture_dir/"options.json", w) for w in (fixture_dir/"lm_weights.hdf5", tmp_path/"w.hdf5"))
+    ids = batch_to_ids([["a", "good", "film"]])
+    with torch.no_grad(): torch.testing.assert_close(a(ids).activations[2], b(ids).activations[2], atol=0, rtol=0)
+
+
+def test_noun_verb_probe_data():
+    words = {s: noun_verb_words(s) for s in PROBE_SPLITS}
+    assert sorted(sum(words.values(), [])) == sorted(NOUN_VERB_WORDS) # the splits share no word and miss none
+    for s in PROBE_SPLITS:
+        data = noun_verb_sentences(s)
+        assert all(t[p] in words[s] for t, p, _ in data)
+        for w in words[s]: # each word as often a noun (0) as a verb (1)
+            labels = [l for t, p, l in data if t[p] == w]
+            assert len(labels) == 12 and sum(labels) == 6
+    assert noun_verb_sentences("test") == noun_verb_sentences("test") and noun_verb_sentences("test", seed=1) != noun_verb_sentences("test")
+    with pytest.raises(ValueError, match="split must be one of"): noun_verb_words("dev")
+
+def test_static_probe_is_held_to_half(fixture_dir):
+    "One vector per word, each word used both ways: any probe on the token layer is right on exactly half; context is not held."
+    bilm = load_elmo(fixture_dir/"options.json", fixture_dir/"lm_weights.hdf5")
+    sets = {s: noun_verb_sentences(s, per_word=2) for s in PROBE_SPLITS}
+    x = {s: vectors_at(bilm, [t for t, _, _ in d], [p for _, p, _ in d]) for s, d in sets.items()}
+    y = {s: torch.tensor([l for _, _, l in d]) for s, d in sets.items()}
+    static, _ = choose_probe((x["train"], y["train"]), (x["valid"], y["valid"]), layers=(0,), weight_decays=(1e-4,))
+    assert (static.predict(x["test"]) == y["test"]).float().mean().item() == 0.5
+    ctx, table = choose_probe((x["train"], y["train"]), (x["valid"], y["valid"]), layers=(None, 2), weight_decays=(1e-4,))
+    assert len(table) == 2 and table.valid_accuracy.max() == (ctx.predict(x["valid"]) == y["valid"]).float().mean().item()
+    assert (ctx.predict(x["test"]) == y["test"]).float().mean().item() > 0.6 # even AllenNLP's random test model reads the slot
+
+def test_word_bootstrap():
+    lo, hi = word_bootstrap([1, 1, 0, 0] * 10, [w for w in "abcdefghij" for _ in range(4)])
+    assert lo == hi == 0.5 # every word half right: resampling words cannot move it
+    lo, hi = word_bootstrap([1] * 20 + [0] * 20, [w for w in "abcdefghij" for _ in range(4)])
+    assert 0.15 < lo < 0.5 < hi < 0.85

@@ -166,3 +166,15 @@ def test_training_lowers_the_loss(tok):
     assert set(exact_match_by_task(model, tok, valid)) == {"sort"}
     assert "em_sort" in h.metrics
     torch.set_num_threads(threads)
+
+
+def test_final_test_examples_never_repeat_validation_inputs():
+    from llmcourse.t5 import final_test_examples, generated_examples, sst2_examples
+    valid = generated_examples(200, "heldout") + sst2_examples("dev", 50)
+    test = final_test_examples(valid, n=300)
+    seen = {x for _, x, _ in valid}
+    gen = [e for e in test if e[0] != "sst2"]
+    assert not any(x in seen for _, x, _ in gen)
+    assert {t: sum(e[0] == t for e in gen) for t in ("reverse", "sort", "add")} == {"reverse": 300, "sort": 300, "add": 300}
+    assert sum(e[0] == "sst2" for e in test) == 1821  # SST-2's labelled test split, not the dev sentences of `valid`
+    assert not {x for t, x, _ in test if t == "sst2"} & {x for t, x, _ in valid if t == "sst2"}

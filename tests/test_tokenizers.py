@@ -17,10 +17,10 @@ def mixed_bpe():
     return BPETokenizer.train(MIXED, 400)
 
 @pytest.fixture(scope="module")
-def shakespeare():
-    from llmcourse.data import load_tiny_shakespeare, ResourceUnavailable
-    try: return load_tiny_shakespeare()
-    except ResourceUnavailable as e: pytest.skip(f"tiny Shakespeare is not available offline: {e}")
+def shakespeare(mirror_folder):
+    "Through the mirror fixture, so that a missing mirror fails the test and says what to set (never a skip)."
+    from llmcourse.data import load_tiny_shakespeare
+    return load_tiny_shakespeare()
 
 @pytest.fixture(scope="module")
 def shakespeare_bpe(shakespeare):

@@ -244,17 +244,20 @@ def test_vocab_and_batches():
 
 
 @pytest.mark.slow
-def test_copy_reverse_reach_100_percent():
-    "The notebook's training run: 100% exact match on 1,000 held-out sequences per task."
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_copy_reverse_over_seeds(seed):
+    "The notebook's training run with three seeds: at least 98% (copy) and 90% (reverse) exact match on 1,000 held-out sequences per task."
     from llmcourse.core import seed_everything
     from llmcourse.data import toy_split
     from llmcourse.transformer import exact_match, toy_examples, train_seq2seq
-    seed_everything(0)
     torch.set_num_threads(1)
     tasks = ("copy", "reverse")
     v = CharVocab(extra_specials=[f"<{t}>" for t in tasks])
     train = [ex for ex in toy_examples(tasks, 20_000, seed=0) if all(toy_split(t, ex[1]) == "train" for t in tasks)]
+    seed_everything(seed)
     model = Transformer(TransformerConfig.tiny(src_vocab_size=len(v), tgt_vocab_size=len(v), d_ff=128, max_len=16))
-    train_seq2seq(model, train, toy_examples(tasks, 500, seed=1), v, batch_size=128, max_steps=2400, lr_factor=0.5, eval_every=200)
+    train_seq2seq(model, train, toy_examples(tasks, 500, seed=1), v, batch_size=128, max_steps=2400, lr_factor=0.5, eval_every=200, seed=seed)
+    min_exact = {"copy": 0.98, "reverse": 0.90}  # the notebook's MIN_EXACT: over seeds 0-4, held-out copy 0.991-1.000 and
+    # reverse 0.944-1.000 (bench/05_transformer/copy_reverse_seeds.py, RESULTS.md); seeds 0-2 scored 1.000 on both
     for t in tasks:
-        assert exact_match(model, toy_examples((t,), 1000, split="heldout", seed=0), v) == 1.0
+        assert exact_match(model, toy_examples((t,), 1000, split="heldout", seed=0), v) >= min_exact[t]

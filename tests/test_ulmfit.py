@@ -1,4 +1,4 @@
-"Lesson 04 ULMFiT: parity of the from-scratch pieces with fastai, bad input, and a micro end-to-end run."
+"Lesson 04 ULMFiT: parity of the from-scratch pieces with fastai, bad input, the label-budget protocol, and the slow curve."
 import math, warnings
 import pytest, torch, torch.nn as nn
 from torch.testing import assert_close
@@ -98,3 +98,45 @@ def test_load_exported_encoder_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="export_encoder"): load_exported_encoder(tmp_path/"nope.pt")
     torch.save({"weights": 1}, tmp_path/"other.pt")
     with pytest.raises(ValueError, match="not an exported encoder"): load_exported_encoder(tmp_path/"other.pt")
+
+
+def test_labelled_sentences_are_whole_and_nested():
+    from llmcourse.ulmfit import labelled_sentences
+    allof = labelled_sentences()
+    assert len(allof) == 6886 and set(allof.sentence.str.strip()) == set(sst2_sentences(load_sst2("train").sentence))
+    small, big = labelled_sentences(100, seed=1), labelled_sentences(500, seed=1)
+    assert len(small) == 100 and small.sentence.isin(big.sentence).all() # the smaller set sits inside the larger
+    assert not small.sentence.isin(labelled_sentences(100, seed=2).sentence).all()
+
+
+def test_label_curve_summary_pairs_by_seed():
+    import pandas as pd
+    from llmcourse.ulmfit import label_curve_summary
+    rows = [dict(labels=100, pretrained=p, seed=s, recipe="x", dev=0, test=t) for p, s, t in
+            [(True, 0, 0.7), (True, 1, 0.6), (False, 0, 0.6), (False, 1, 0.56)]]
+    s = label_curve_summary(pd.DataFrame(rows)).loc[100]
+    assert math.isclose(s.pretrained, 0.65) and math.isclose(s.random, 0.58)
+    assert math.isclose(s.gain, 0.07) and math.isclose(s.gain_min, 0.04) and math.isclose(s.gain_max, 0.1)
+    assert math.isclose(s.gain_se, 0.03) # the standard error of the paired differences 0.1 and 0.04
+
+
+def test_label_budget_curve_chooses_on_dev_and_scores_test_once(tmp_path, monkeypatch):
+    "The recipe with the best mean dev accuracy is kept, and only its classifiers ever see the test set."
+    import llmcourse.ulmfit as U
+    cfg = ULMFiTConfig.tiny(emb_sz=16, n_hid=32, bs=16, seq_len=24, n_general=100, n_target=100, lm1_epochs=1, lm2_epochs=1)
+    U.pretrain_general_lm(cfg, path=tmp_path); lm = U.finetune_target_lm(cfg, path=tmp_path)
+    dev, test = U.sst2_frame("dev", 40), U.sst2_frame("test", 40)
+    seen = []
+    real = U.accuracy_on
+    def spy(learn, df):
+        acc = real(learn, df); seen.append((id(learn), df is test, acc)); return acc
+    monkeypatch.setattr(U, "accuracy_on", spy)
+    recipes = {"a": dict(clas_last_epochs=1), "b": dict(clas_lr=1e-4, clas_last_epochs=1)}
+    curve = U.label_budget_curve(cfg, lm.dls.vocab, dev, test, budgets=(30,), seeds=(0, 1), recipes=recipes, min_epoch_rows=60, path=tmp_path)
+    assert len(curve) == 4 and set(curve.labels) == {30} # 2 variants x 2 seeds
+    on_dev = [(i, a) for i, t, a in seen if not t]; on_test = [i for i, t, _ in seen if t]
+    assert len(on_dev) == 8 and len(on_test) == 4 # every recipe on dev; the test set once per kept classifier
+    assert set(on_test) <= {i for i, _ in on_dev}
+    for p in (True, False): # the kept recipe has the best mean dev accuracy of its variant
+        means = [(on_dev[k][1] + on_dev[k + 1][1]) / 2 for k in ((0, 2) if p else (4, 6))] # recipes a, b
+        assert math.isclose(curve[curve.pretrained == p].dev.mean(), max(means))
