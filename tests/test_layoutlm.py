@@ -112,3 +112,16 @@ def test_funsd_round_trip(tmp_path):
     for a, b in zip(docs, back):
         assert (b.words, b.boxes, b.labels, b.size) == (a.words, a.boxes, a.labels, a.size)
     with pytest.raises(FileNotFoundError, match="annotations"): read_funsd(tmp_path / "missing")
+
+def test_training_runs_from_the_module():
+    "The module alone (no notebook namespace) can encode, train a few steps and predict."
+    from llmcourse.data import minilm_dir
+    from llmcourse.layoutlm import encode_document, predict_tags, train_tagger, word_tags
+    tok = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
+    docs = make_documents(make_templates(3, seed=0), 2, seed=0, fonts=["default"])
+    enc = [encode_document(tok, d) for d in docs]
+    m = init_box_tables(LayoutLMTagger(LayoutLMConfig.tiny(n_layers=1)))
+    m, hist = train_tagger(m, enc[:4], enc[4:], steps=4, batch_size=2, eval_every=2)
+    assert len(hist.series("valid_f1")[0]) == 2
+    pred = predict_tags(m, enc[4:])
+    assert [len(p) for p in pred] == [len(word_tags(e)) for e in enc[4:]]
