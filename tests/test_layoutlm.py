@@ -1,0 +1,127 @@
+"Lesson 09c: LayoutLM against transformers on random configs, a wrong mapping that must fail, bad input, entity F1, FUNSD files."
+import os
+os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
+import pytest
+import torch
+import transformers
+from torch.testing import assert_close
+from llmcourse.layoutlm import (LABELS, Document, LayoutLM, LayoutLMConfig, LayoutLMTagger, bootstrap_f1, entity_counts,
+                                entity_f1, hf_layoutlm_config, init_box_tables, layoutlm_config_from_hf, layoutlm_from_hf,
+                                layoutlm_from_pretrained, layoutlm_state_dict_from_hf, layoutlm_to_hf, make_documents,
+                                make_templates, normalize_box, ocr_noise, read_funsd, save_funsd, split_templates)
+
+transformers.logging.set_verbosity_error()
+TOL = dict(atol=1e-5, rtol=1e-5) # the lesson's parity tolerance
+
+def inputs(vocab, B=3, T=11, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (B, T), generator=g)
+    xy = torch.randint(0, 900, (B, T, 2), generator=g)
+    bbox = torch.cat([xy, xy + torch.randint(0, 100, (B, T, 2), generator=g)], -1)
+    mask = torch.ones(B, T, dtype=torch.long); mask[-1, T - 3:] = 0
+    return ids, bbox, mask
+
+SIZES = [dict(d_model=32, n_heads=2, n_layers=1, d_ff=64), dict(d_model=64, n_heads=4, n_layers=3, d_ff=96),
+         dict(d_model=48, n_heads=3, n_layers=2, d_ff=128, max_2d_positions=1200, type_vocab_size=3)]
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_parity_both_ways(sizes):
+    torch.manual_seed(1)
+    cfg = LayoutLMConfig.tiny(vocab_size=150, **sizes)
+    ids, bbox, mask = inputs(150)
+    real = mask.bool()
+    tt = torch.randint(0, cfg.type_vocab_size, ids.shape)
+    hf = transformers.LayoutLMModel(hf_layoutlm_config(cfg)).eval()
+    ours = layoutlm_from_hf(hf).eval()
+    with torch.no_grad():
+        want = hf(input_ids=ids, bbox=bbox, attention_mask=mask, token_type_ids=tt)
+        got = ours(ids, bbox, mask, tt)
+        assert_close(got.last_hidden_state[real], want.last_hidden_state[real], **TOL)
+        assert_close(got.pooler_output, want.pooler_output, **TOL)
+    hft = transformers.LayoutLMForTokenClassification(hf_layoutlm_config(cfg, num_labels=5)).eval()
+    tagger = layoutlm_from_hf(hft).eval()
+    init_box_tables(tagger)  # new weights on our side, then back to transformers
+    back = layoutlm_to_hf(tagger)
+    with torch.no_grad():
+        assert_close(back(input_ids=ids, bbox=bbox, attention_mask=mask).logits[real], tagger(ids, bbox, mask)[real], **TOL)
+
+def test_wrong_mapping_fails():
+    "Swapping two same-shaped tables (x and y; height and width) must break parity, or the check proves nothing."
+    torch.manual_seed(2)
+    cfg = LayoutLMConfig.tiny(vocab_size=100)
+    hf = transformers.LayoutLMModel(hf_layoutlm_config(cfg)).eval()
+    ids, bbox, mask = inputs(100)
+    real = mask.bool()
+    with torch.no_grad(): want = hf(input_ids=ids, bbox=bbox, attention_mask=mask).last_hidden_state[real]
+    sd = layoutlm_state_dict_from_hf(hf.state_dict())
+    for a, b in (("x", "y"), ("h", "w")):
+        bad = dict(sd)
+        bad[f"bert.embeddings.{a}.weight"], bad[f"bert.embeddings.{b}.weight"] = sd[f"bert.embeddings.{b}.weight"], sd[f"bert.embeddings.{a}.weight"]
+        wrong = LayoutLM(layoutlm_config_from_hf(hf.config)).eval()
+        wrong.load_state_dict(bad)
+        with torch.no_grad(), pytest.raises(AssertionError):
+            assert_close(wrong(ids, bbox, mask).last_hidden_state[real], want, **TOL)
+
+def test_pretrained_folder(tmp_path):
+    torch.manual_seed(3)
+    cfg = LayoutLMConfig.tiny(vocab_size=100)
+    hf = transformers.LayoutLMForTokenClassification(hf_layoutlm_config(cfg, num_labels=4)).eval()
+    hf.save_pretrained(tmp_path)
+    enc = layoutlm_from_pretrained(tmp_path)
+    ids, bbox, mask = inputs(100)
+    with torch.no_grad():
+        want = hf.layoutlm(input_ids=ids, bbox=bbox, attention_mask=mask).last_hidden_state
+        assert_close(enc(ids, bbox, mask).last_hidden_state[mask.bool()], want[mask.bool()], **TOL)
+    assert isinstance(layoutlm_from_pretrained(tmp_path, n_labels=7), LayoutLMTagger)
+    with pytest.raises(FileNotFoundError, match="config.json"): layoutlm_from_pretrained(tmp_path / "nothing")
+
+def test_bad_boxes_are_explained():
+    m = LayoutLM(LayoutLMConfig.tiny(vocab_size=50)).eval()
+    ids, bbox, _ = inputs(50)
+    with pytest.raises(ValueError, match="normalise"): m(ids, bbox * 3)
+    with pytest.raises(ValueError, match="x1 < x0"): m(ids, bbox[..., [2, 1, 0, 3]])
+    with pytest.raises(ValueError, match="not inside"): normalize_box((0, 0, 900, 10), 850, 1100)
+
+def test_entity_f1_against_seqeval_readme():
+    # seqeval's README: f1_score of these two is 0.50
+    y_true = [["O", "O", "O", "B-MISC", "I-MISC", "I-MISC", "O"], ["B-PER", "I-PER", "O"]]
+    y_pred = [["O", "O", "B-MISC", "I-MISC", "I-MISC", "I-MISC", "O"], ["B-PER", "I-PER", "O"]]
+    assert entity_f1(y_true, y_pred) == pytest.approx(0.50)
+    f1, lo, hi = bootstrap_f1(entity_counts(y_true * 20, y_pred * 20))
+    assert lo <= f1 <= hi and f1 == pytest.approx(0.5)
+
+def test_documents_and_split():
+    ts = make_templates(12, seed=0)
+    split = split_templates(ts, 2, 2)
+    assert [len(v) for v in split.values()] == [8, 2, 2]
+    assert not {t.name for t in split["train"]} & {t.name for t in split["test"]}
+    docs = make_documents(split["test"], 2, seed=0, fonts=["default"])
+    for d in docs:
+        assert len(d.words) == len(d.boxes) == len(d.labels)
+        assert all(l in LABELS for l in d.labels)
+        assert all(0 <= v <= 1000 for b in d.norm_boxes() for v in b)
+        assert sum(l == "B-TOTAL" for l in d.labels) == 1
+        n = ocr_noise(d, np.random.default_rng(0), p_split=1.0)
+        assert [l[2:] for l in n.labels if l.startswith("B-")] == [l[2:] for l in d.labels if l.startswith("B-")]
+    with pytest.raises(ValueError, match="leave none"): split_templates(ts, 6, 6)
+
+def test_funsd_round_trip(tmp_path):
+    docs = make_documents(make_templates(2, seed=5), 2, seed=0, fonts=["default"])
+    back = read_funsd(save_funsd(docs, tmp_path))
+    for a, b in zip(docs, back):
+        assert (b.words, b.boxes, b.labels, b.size) == (a.words, a.boxes, a.labels, a.size)
+    with pytest.raises(FileNotFoundError, match="annotations"): read_funsd(tmp_path / "missing")
+
+def test_training_runs_from_the_module():
+    "The module alone (no notebook namespace) can encode, train a few steps and predict."
+    from llmcourse.data import minilm_dir
+    from llmcourse.layoutlm import encode_document, predict_tags, train_tagger, word_tags
+    tok = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
+    docs = make_documents(make_templates(3, seed=0), 2, seed=0, fonts=["default"])
+    enc = [encode_document(tok, d) for d in docs]
+    m = init_box_tables(LayoutLMTagger(LayoutLMConfig.tiny(n_layers=1)))
+    m, hist = train_tagger(m, enc[:4], enc[4:], steps=4, batch_size=2, eval_every=2)
+    assert len(hist.series("valid_f1")[0]) == 2
+    pred = predict_tags(m, enc[4:])
+    assert [len(p) for p in pred] == [len(word_tags(e)) for e in enc[4:]]
