@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 # %% auto #0
-__all__ = ['REGISTRY', 'ELMO_SMALL', 'SST2_SPLITS', 'TOY_TASKS', 'SHIPPED_MODELS', 'RemoteFile', 'Resource', 'register',
+__all__ = ['REGISTRY', 'ELMO_SMALL', 'FUNSD', 'SST2_SPLITS', 'TOY_TASKS', 'SHIPPED_MODELS', 'RemoteFile', 'Resource', 'register',
            'get_resource', 'ChecksumError', 'ResourceUnavailable', 'sha256_file', 'download', 'data_home', 'mirror',
            'offline', 'mirror_url', 'contents_digest', 'UnpinnedResource', 'pins_path', 'pinned_sha256', 'fetch_file',
            'fetch', 'verify', 'load_tiny_shakespeare', 'read_sst2_tsv', 'load_sst2', 'SpokenDigit', 'read_wav', 'FSDD',
@@ -120,6 +120,13 @@ ELMO_SMALL = register(Resource(
           for part in ("options.json", "weights.hdf5")),
     "Apache-2.0", "ELMo small (AllenNLP): 2-layer biLM, 1024-cell LSTMs projected to 128, 2048 char-CNN filters, trained on the 1B Word Benchmark.",
     "https://allennlp.org/elmo"))
+
+# lesson 09c (LayoutLM) in full mode: FUNSD publishes no checksum either, so it too is fetched only on request
+FUNSD = register(Resource("funsd", "funsd", (RemoteFile("dataset.zip", ("https://guillaumejaume.github.io/FUNSD/dataset.zip",), None, None, unpack=True),),
+                          "for non-commercial, research and educational use (see the page)",
+                          "FUNSD: 199 scanned forms with word boxes, entity labels (header, question, answer, other) and links",
+                          "https://guillaumejaume.github.io/FUNSD/")) # no sha256 is published: fetch it with trust_on_first_use=True
+
 
 # %% ../nbs/01_data.ipynb #25fb7848
 class ChecksumError(ValueError):

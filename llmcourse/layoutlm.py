@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'FUNSD_LABELS', 'FUNSD', 'find_fonts',
-           'load_font', 'normalize_box', 'Document', 'PageWriter', 'random_date', 'random_amount', 'money',
-           'random_values', 'Template', 'render_invoice', 'make_templates', 'split_templates', 'make_documents',
-           'ocr_noise', 'encode_words', 'encode_document', 'word_tags', 'collate', 'LayoutLMConfig', 'LayoutEmbeddings',
-           'LayoutLM', 'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf', 'hf_layoutlm_config',
+__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'FUNSD_LABELS', 'find_fonts', 'load_font',
+           'normalize_box', 'Document', 'PageWriter', 'random_date', 'random_amount', 'money', 'random_values',
+           'Template', 'render_invoice', 'make_templates', 'split_templates', 'make_documents', 'ocr_noise',
+           'encode_words', 'encode_document', 'word_tags', 'collate', 'LayoutLMConfig', 'LayoutEmbeddings', 'LayoutLM',
+           'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf', 'hf_layoutlm_config',
            'layoutlm_from_hf', 'layoutlm_to_hf', 'layoutlm_from_pretrained', 'entity_spans', 'entity_counts',
            'f1_from_counts', 'entity_f1', 'bootstrap_f1', 'init_box_tables', 'predict_tags', 'train_tagger',
            'read_funsd', 'save_funsd']
@@ -31,7 +31,7 @@ from torch import Tensor
 from PIL import Image, ImageDraw, ImageFont
 from dataclasses import asdict
 from .transformer import sinusoidal_positions
-from .data import Resource, RemoteFile, register
+from .data import FUNSD # lesson 01's registry holds every data set
 from .core import History, seed_everything, warmup_scheduler
 from .bert import (Bert, BertConfig, BertOutput, BertEmbeddings, bert_state_dict_from_hf, bert_config_from_hf,
                             hf_bert_config, _init_bert_weights)
@@ -665,9 +665,3 @@ def save_funsd(
         (folder/"annotations"/f"page{n:04d}.json").write_text(json.dumps(dict(form=form)))
         d.render().save(folder/"images"/f"page{n:04d}.png")
     return folder
-
-# %% ../nbs/09c_layoutlm.ipynb #c9c174bb
-FUNSD = register(Resource("funsd", "funsd", (RemoteFile("dataset.zip", ("https://guillaumejaume.github.io/FUNSD/dataset.zip",), None, None, unpack=True),),
-                          "for non-commercial, research and educational use (see the page)",
-                          "FUNSD: 199 scanned forms with word boxes, entity labels (header, question, answer, other) and links",
-                          "https://guillaumejaume.github.io/FUNSD/")) # no sha256 is published: fetch it with trust_on_first_use=True
