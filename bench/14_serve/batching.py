@@ -23,26 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import start_server
 
 CLIENTS = (1, 4, 16, 32) # concurrent clients
 MODES = {"one at a time": 1, "batched": 32} # --max-batch of the server
 CHAT = "smollm2-135m-instruct"
 
-
-def start_server(max_batch, threads):
-    "`llmcourse serve` with the shipped models in a subprocess; (process, URL) once it answers."
-    from llmcourse.serve import free_port
-    port = free_port()
-    code = "import sys; from llmcourse.serve import serve_cli; sys.exit(serve_cli(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, "--port", str(port), "--threads", str(threads), "--max-batch",
-                             str(max_batch), "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(3000):
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: return proc, url
-        except httpx.TransportError: time.sleep(0.2)
-        if proc.poll() is not None: raise RuntimeError(f"the server exited with {proc.returncode}")
-    raise TimeoutError("the server did not start")
 
 
 def prompt_of(client, request):
@@ -143,7 +130,7 @@ def main(argv=None):
     rows, texts, servers = [], {}, {}
     try:
         for mode, max_batch in MODES.items():
-            servers[mode] = start_server(max_batch, a.threads)
+            servers[mode] = start_server(a.threads, "--max-batch", str(max_batch))
             stream_one(servers[mode][1], prompt_of(0, 0), 4) # warm up
         for n in CLIENTS: # both modes back to back at each client count: a machine whose load drifts treats them alike
             for mode, max_batch in MODES.items():

@@ -22,6 +22,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import start_server
 
 HANG_UP_SHARE = 0.25 # the share of clients that close every stream early
 MAX_TOKENS = (8, 32) # each answer's max_tokens, drawn uniformly
@@ -30,20 +32,6 @@ SEED = 0 # for the clients' choices
 QUESTIONS = ["Name a colour.", "What is two plus two?", "Say hello in French.", "Give me a word that rhymes with cat.",
              "What is the capital of Italy?", "Count to five.", "Name an animal that can fly.", "What day comes after Monday?"]
 
-
-def start_server(threads):
-    from llmcourse.serve import free_port
-    port = free_port()
-    code = "import sys; from llmcourse.serve import serve_cli; sys.exit(serve_cli(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, "--port", str(port), "--threads", str(threads), "--log-level",
-                             "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(3000):
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: return proc, url
-        except httpx.TransportError: time.sleep(0.2)
-        if proc.poll() is not None: raise RuntimeError(f"the server exited with {proc.returncode}")
-    raise TimeoutError("the server did not start")
 
 
 async def client(http, url, i, hangs_up, deadline, rng, log):
