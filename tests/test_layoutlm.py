@@ -91,6 +91,47 @@ def test_entity_f1_against_seqeval_readme():
     f1, lo, hi = bootstrap_f1(entity_counts(y_true * 20, y_pred * 20))
     assert lo <= f1 <= hi and f1 == pytest.approx(0.5)
 
+def test_entity_f1_against_seqeval():
+    "Random BIO sequences (stray I- tags, type changes, entities at the ends): our F1 is seqeval's, to 1e-9."
+    try: from seqeval.metrics import f1_score
+    except ImportError: raise ImportError("tests/test_layoutlm.py checks entity F1 against seqeval: pip install 'llmcourse[dev]' (or seqeval)")
+    rng = np.random.default_rng(0)
+    tags = ["O", "B-A", "I-A", "B-B", "I-B"]
+    for _ in range(200):
+        true = [[str(t) for t in rng.choice(tags, int(rng.integers(1, 12)))] for _ in range(int(rng.integers(1, 5)))]
+        pred = [[str(t) if rng.random() < 0.3 else u for t, u in zip(rng.choice(tags, len(d)), d)] for d in true]
+        if not any(t != "O" for d in true + pred for t in d): continue  # seqeval warns and returns 0 when there is nothing
+        assert entity_f1(true, pred) == pytest.approx(f1_score(true, pred), abs=1e-9), (true, pred)
+
+class _Oracle(torch.nn.Module):
+    "A 'model' whose logits are the encoded labels themselves: what a perfect tagger would say for every piece."
+    def __init__(self, encoded):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.labels = {tuple(e["input_ids"]): e["labels"] for e in encoded}
+    def forward(self, input_ids, bbox, attention_mask):
+        out = torch.zeros(*input_ids.shape, len(LABELS))
+        for i, row in enumerate(input_ids):
+            labels = self.labels[tuple(row[attention_mask[i].bool()].tolist())]
+            for j, l in enumerate(labels): out[i, j, max(l, 0)] = 1.0  # -100 (special tokens) reads as O
+        return out
+
+@pytest.mark.parametrize("first_piece_only", [False, True])
+def test_pipeline_round_trip(first_piece_only):
+    "Words -> pieces -> labels -> perfect piece predictions -> words -> entities gives back every field of every page."
+    from llmcourse.data import minilm_dir
+    from llmcourse.layoutlm import encode_document, entity_spans, predict_tags, word_tags
+    tok = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
+    docs = [ocr_noise(d, np.random.default_rng(i), p_split=0.3) for i, d in enumerate(make_documents(make_templates(4, seed=3), 3, seed=0, fonts=["default"]))]
+    enc = [encode_document(tok, d) for d in docs]
+    if first_piece_only:  # the loss on each word's first piece only: later pieces carry the ignored label
+        enc = [e | dict(labels=[l if f else -100 for l, f in zip(e["labels"], e["first"])]) for e in enc]
+    for d, e in zip(docs, enc): assert word_tags(e) == d.labels  # one tag per word, the page's own
+    pred = predict_tags(_Oracle(enc), enc, batch_size=5)
+    assert pred == [d.labels for d in docs]
+    assert entity_f1([d.labels for d in docs], pred) == 1.0
+    assert all(len(entity_spans(d.labels)) == 3 for d in docs)  # one number, one date, one total on every page
+
 def test_documents_and_split():
     ts = make_templates(12, seed=0)
     split = split_templates(ts, 2, 2)
