@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['span_mask', 'GumbelQuantizer', 'Wav2Vec2Pretraining', 'digit_waves', 'count_parameters', 'digit_wave_set', 'PretrainRecipe', 'pretrain_wav2vec2', 'CTCRecipe', 'CTCRun', 'finetune_ctc', 'digit_draw', 'validate_pretraining', 'choose_stopping', 'score_pretraining']
 
-# %% ../nbs/10b_wav2vec2.ipynb #636efeac
+# %% ../nbs/10b_wav2vec2.ipynb #c168cf7f
 import math, time
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -18,7 +18,7 @@ from .whisper_digits import EVAL_SEED, TRAIN_SPEAKERS, DigitUtterances, digit_sp
 from .wav2vec2 import CTCVocab, Wav2Vec2, Wav2Vec2Config, normalize_waveform, transcribe_ctc
 
 
-# %% ../nbs/10b_wav2vec2.ipynb #2b8b749a
+# %% ../nbs/10b_wav2vec2.ipynb #abe2f9eb
 def span_mask(
     batch:int, # utterances
     frames:int, # frames per utterance
@@ -108,7 +108,7 @@ class Wav2Vec2Pretraining(nn.Module):
         return F.cross_entropy(logits, target), perplexity, (logits.argmax(-1) == 0).float().mean()
 
 
-# %% ../nbs/10b_wav2vec2.ipynb #c5a5af5d
+# %% ../nbs/10b_wav2vec2.ipynb #eb64dccf
 def digit_waves(
     drawn:Sequence[tuple[np.ndarray, str, str]], # utterances from `DigitUtterances.sample` or `digit_utterances`
     seconds:float=2.4, # every waveform padded (or cut) to this length
@@ -180,7 +180,7 @@ def pretrain_wav2vec2(
     return model.eval(), hist, time.perf_counter() - t0
 
 
-# %% ../nbs/10b_wav2vec2.ipynb #00d5bdfd
+# %% ../nbs/10b_wav2vec2.ipynb #e0392763
 @dataclass(frozen=True)
 class CTCRecipe:
     "How a wav2vec 2.0 model is fine-tuned with CTC: labelled clips, steps, optimiser, masking, and when validation decodes."
@@ -255,7 +255,7 @@ def digit_draw(
     return lambda rng, n: [data.sample(rng)[:2] for _ in range(n)]
 
 
-# %% ../nbs/10b_wav2vec2.ipynb #9ebf0497
+# %% ../nbs/10b_wav2vec2.ipynb #f3a03c18
 def _score(model, waves, texts, vocab, beam):
     hyps = transcribe_ctc(model, waves, vocab, beam)
     return hyps, sum(len(t.split()) for t in texts), sum(_edits(t, h) for t, h in zip(texts, hyps))
@@ -314,10 +314,11 @@ def score_pretraining(
     n_test:int=200, # test utterances
     seed:int=0, # weights and data
     log=print, # where progress lines go
+    pretrained:tuple|None=None, # (model, seconds) of a `pretrain_wav2vec2` run on all training speakers made beforehand; None: run it here
 ) -> list[dict]:
     "Pretrain on all training speakers, fine-tune each chosen (budget, start) to its chosen step, and score the test speakers once."
     vocab, final, out = CTCVocab(), digit_split(), []
-    pt, hist, secs = pretrain_wav2vec2(cfg, pretrain, final.train, seed)
+    pt, secs = pretrained if pretrained is not None else pretrain_wav2vec2(cfg, pretrain, final.train, seed)[::2]
     waves, texts = digit_wave_set(final.test, n_test)
     for c in chosen:
         model = Wav2Vec2(cfg)

@@ -4,7 +4,8 @@ trained on the same labelled clips for as many steps. Each part is a process of 
 side; `report` writes RESULTS.md from the parts' JSON.
 
     nice -n 10 python bench/10b_wav2vec2/pretraining.py fold lucas &
-    nice -n 10 python bench/10b_wav2vec2/pretraining.py fold yweweler; wait
+    nice -n 10 python bench/10b_wav2vec2/pretraining.py fold yweweler &
+    nice -n 10 python bench/10b_wav2vec2/pretraining.py pretrain; wait   # the final pretraining needs no choice
     nice -n 10 python bench/10b_wav2vec2/pretraining.py test &
     nice -n 10 python bench/10b_wav2vec2/pretraining.py whisper; wait
     python bench/10b_wav2vec2/pretraining.py report
@@ -17,7 +18,8 @@ import harness
 import numpy as np
 import torch
 from llmcourse.wav2vec2 import Wav2Vec2Config
-from llmcourse.wav2vec2_pretraining import CTCRecipe, PretrainRecipe, choose_stopping, count_parameters, score_pretraining, validate_pretraining
+from llmcourse.core import cache_dir
+from llmcourse.wav2vec2_pretraining import CTCRecipe, PretrainRecipe, Wav2Vec2Pretraining, pretrain_wav2vec2, choose_stopping, count_parameters, score_pretraining, validate_pretraining
 from llmcourse.whisper_digits import (TEST_SPEAKERS, TRAIN_SPEAKERS, VALIDATION_SPEAKERS, DigitRecipe, digit_eval_set, evaluate_digits,
                                       train_digit_model, wer_interval)
 
@@ -32,11 +34,19 @@ def fold(held_out):
     rows = validate_pretraining(CFG, PRE, FT, BUDGETS, held_out, EVAL_AT, log=log)
     harness.record(__file__, f"validation_{held_out}", dict(config=asdict(CFG), pretrain=asdict(PRE), finetune=asdict(FT), rows=rows))
 
+def pretrain():
+    "The final pretraining run, on all four training speakers: it depends on no validation choice, so it runs beside the folds."
+    pt, hist, secs = pretrain_wav2vec2(CFG, PRE, TRAIN_SPEAKERS, 0)
+    torch.save(dict(state=pt.state_dict(), seconds=secs), cache_dir("10b_wav2vec2")/"pretrained_final.pt")
+    log(f"final pretraining: {secs:.0f} s, contrastive {np.mean(hist.series('contrastive')[1][-20:]):.3f}, accuracy {np.mean(hist.series('accuracy')[1][-20:]):.1%}")
+
 def test():
     rows = sum((json.loads((HERE/f"validation_{h}.json").read_text())["results"]["rows"] for h in VALIDATION_SPEAKERS), [])
     chosen = choose_stopping(rows)
     log(f"chosen on validation: {chosen}")
-    out = score_pretraining(CFG, PRE, FT, chosen, log=log)
+    saved = torch.load(cache_dir("10b_wav2vec2")/"pretrained_final.pt")
+    pt = Wav2Vec2Pretraining(CFG); pt.load_state_dict(saved["state"])
+    out = score_pretraining(CFG, PRE, FT, chosen, log=log, pretrained=(pt, saved["seconds"]))
     harness.record(__file__, "test", dict(chosen=chosen, test=out))
 
 def whisper():
@@ -77,4 +87,4 @@ def report():
 
 if __name__ == "__main__":
     part = sys.argv[1]
-    {"fold": lambda: fold(sys.argv[2]), "test": test, "whisper": whisper, "report": report}[part]()
+    {"fold": lambda: fold(sys.argv[2]), "pretrain": pretrain, "test": test, "whisper": whisper, "report": report}[part]()
