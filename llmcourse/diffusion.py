@@ -350,11 +350,11 @@ def train_diffusion(
     p_uncond:float=0.1, # the share of captions replaced by the empty prompt (condition dropout)
     empty:TextCondition|None=None, # the empty prompt's condition, used for the dropped captions
     ema_decay:float=0.995, # the model ends with the exponential moving average of its weights with this decay
-    snr_gamma:float|None=None, # min-SNR weighting (Hang et al. 2023): steps weighted as min(SNR, gamma) on x_0; None: the plain loss
+    snr_gamma:float|None=5.0, # min-SNR weighting (Hang et al. 2023, whose gamma is 5): each step's error of x_0 weighted min(SNR, gamma); None: the plain loss
     seed:int=0, # seeds the batches, steps and noise
     log_every:int=25, # steps between `History` entries
 ) -> History:
-    "Minimise the mean squared error of the noise (or v) prediction on random batches and steps; keep the EMA weights."
+    "Minimise the (min-SNR weighted) squared error of the noise (or v) prediction on random batches and steps; keep the EMA weights."
     device, rng = next(model.parameters()).device, np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
