@@ -65,7 +65,7 @@ if not args.skip_nbdev_test:
     env = dict(os.environ, LLMCOURSE_HOME=tempfile.mkdtemp(prefix="llmcourse-time-"), PYTHONPATH=str(harness.ROOT))
     env.pop("LLMCOURSE_MODE", None); env.pop("IN_TEST", None)
     c0, w0, l0 = cpu(resource.RUSAGE_CHILDREN), time.perf_counter(), load()
-    p = subprocess.run(["nbdev-test", "--path", str(NB)], cwd=harness.ROOT, env=env, capture_output=True, text=True)
+    p = subprocess.run(["nbdev-test", str(NB)], cwd=harness.ROOT, env=env, capture_output=True, text=True)
     res["nbdev_test"] = dict(passed=p.returncode == 0, wall_s=time.perf_counter() - w0, cpu_s=cpu(resource.RUSAGE_CHILDREN) - c0,
                              load_before=l0, load_after=load())
     if p.returncode: print(p.stdout[-3000:], p.stderr[-3000:])
