@@ -15,7 +15,7 @@ Writes quick_time_cells.json and quick_time_nbdev_test.json, and a section of RE
 
 Usage: python bench/09b_diffusion/quick_time.py [--threads 1] [--skip-cells] [--skip-nbdev-test]
 """
-import argparse, os, resource, subprocess, sys, tempfile, time
+import argparse, atexit, os, resource, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
@@ -29,6 +29,10 @@ env_keep = {k: os.environ.get(k) for k in ("LLMCOURSE_HOME",)}
 cpu = lambda who: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(who))
 load = lambda: [round(x, 2) for x in os.getloadavg()]
 res = dict(threads=args.threads)
+def fresh_home() -> str:
+    "An empty LLMCOURSE_HOME for one measurement, removed when the script ends."
+    d = tempfile.mkdtemp(prefix="llmcourse-time-"); atexit.register(shutil.rmtree, d, True)
+    return d
 
 if not args.skip_cells:
     from nbdev.config import get_config
@@ -36,7 +40,7 @@ if not args.skip_cells:
     from nbdev.test import _skip_cell
     from execnb.shell import CaptureShell
     from fastcore.foundation import working_directory
-    os.environ["LLMCOURSE_HOME"] = tempfile.mkdtemp(prefix="llmcourse-time-")
+    os.environ["LLMCOURSE_HOME"] = fresh_home()
     os.environ["LLMCOURSE_MODE"], os.environ["IN_TEST"] = "quick", "1"
     flags = get_config(NB.parent).tst_flags.split()
     nb = NBProcessor(NB, rm_directives=False, process=True).nb
@@ -62,7 +66,7 @@ if not args.skip_cells:
         else: os.environ[k] = v
 
 if not args.skip_nbdev_test:
-    env = dict(os.environ, LLMCOURSE_HOME=tempfile.mkdtemp(prefix="llmcourse-time-"), PYTHONPATH=str(harness.ROOT))
+    env = dict(os.environ, LLMCOURSE_HOME=fresh_home(), PYTHONPATH=str(harness.ROOT))
     env.pop("LLMCOURSE_MODE", None); env.pop("IN_TEST", None)
     c0, w0, l0 = cpu(resource.RUSAGE_CHILDREN), time.perf_counter(), load()
     p = subprocess.run(["nbdev-test", str(NB)], cwd=harness.ROOT, env=env, capture_output=True, text=True)
@@ -84,9 +88,9 @@ if "cells" in res:
                   f"({c['process_cpu_s'] / 60:.1f} min), against the lesson's limit of 240 s."]
     lines += ["", f"The lesson's own figures in this run: guidance {c['lesson']['chosen']['scale']}, {c['lesson']['chosen']['steps']} DDIM steps; "
               + "; ".join(f"test {k}: {m[0]:.1%} [{m[1]:.1%}, {m[2]:.1%}]" for k, m in c["lesson"]["test"].items()) + "."]
-    name = "quick_time_cells"
+    name = "quick_time_cells" + (f"_{args.threads}threads" if args.threads != 1 else "")
     harness.record(__file__, name, res)
-    harness.write_section(__file__, name, "## Quick mode: time per cell\n\n" + harness.machine_line() + "\n\n" + "\n".join(lines) + "\n")
+    harness.write_section(__file__, name, f"## Quick mode: time per cell, {args.threads} thread(s)\n\n" + harness.machine_line() + "\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 if "nbdev_test" in res:
     n = res["nbdev_test"]
