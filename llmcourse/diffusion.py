@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from .core import cache_dir, default_device, History
-from .clip import (CLIP, CLIPConfig, COLOURS, SHAPES, HELDOUT_COMBOS, make_shape_captions, shapes_tokenizer,
+from .clip import (CLIP, CLIPConfig, COLOURS, SHAPES, HELDOUT_COMBOS, TEST_COMBOS, make_shape_captions, shapes_tokenizer,
                             to_pixels, train_clip)
 
 # %% ../nbs/09b_diffusion.ipynb #b1552191
@@ -350,10 +350,11 @@ def train_diffusion(
     p_uncond:float=0.1, # the share of captions replaced by the empty prompt (condition dropout)
     empty:TextCondition|None=None, # the empty prompt's condition, used for the dropped captions
     ema_decay:float=0.995, # the model ends with the exponential moving average of its weights with this decay
+    snr_gamma:float|None=5.0, # min-SNR weighting (Hang et al. 2023, whose gamma is 5): each step's error of x_0 weighted min(SNR, gamma); None: the plain loss
     seed:int=0, # seeds the batches, steps and noise
     log_every:int=25, # steps between `History` entries
 ) -> History:
-    "Minimise the mean squared error of the noise (or v) prediction on random batches and steps; keep the EMA weights."
+    "Minimise the (min-SNR weighted) squared error of the noise (or v) prediction on random batches and steps; keep the EMA weights."
     device, rng = next(model.parameters()).device, np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -376,7 +377,11 @@ def train_diffusion(
                 keep = torch.where(drop, len(c) - 1, torch.arange(batch_size))  # (B,) rows to use
                 c = c[keep]
             c = c.to(device); kw = dict(context=c.context, context_mask=c.mask, pooled=c.pooled)
-        loss = F.mse_loss(model(x_t, t.to(device), **kw), sched.target(x0, noise.to(device), t))
+        err = (model(x_t, t.to(device), **kw) - sched.target(x0, noise.to(device), t)).pow(2).mean((1, 2, 3))  # (B,)
+        if snr_gamma:  # min(SNR, gamma) / SNR for noise, / (SNR + 1) for v: the error of x_0 weighted min(SNR, gamma)
+            a = sched.alpha_bar(t).to(device); snr = a / (1 - a)  # (B,)
+            err = err * snr.clamp(max=snr_gamma) / (snr + 1 if sched.prediction_type == "v" else snr)
+        loss = err.mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched_lr.step()
         with torch.no_grad():
             d = min(ema_decay, (1 + step) / (10 + step))  # a short average while the weights change fast
