@@ -294,7 +294,7 @@ def test_save_digit_model_is_atomic(tmp_path, monkeypatch):
 
 # --- the validation record -------------------------------------------------------------------------------------------
 
-@pytest.mark.slow  # the record is written by bench/10a_whisper_digits/digits_validation.py (hours of one core), not yet in the package
+# the record is written by bench/10a_whisper_digits/digits_validation.py (hours of one core) and ships in the package
 def test_validation_record_and_its_choice():
     validation = json.loads(asset_path("whisper_digits", "validation.json").read_text())
     chosen = DigitDecoding(**validation["chosen"])

@@ -81,6 +81,7 @@ def main():
     if a.dry_run: print(fmt.head(12).to_string()); return
     record(__file__, "digits_validation", results)
     asset = ROOT/"llmcourse"/"assets"/"whisper_digits"/"validation.json"
+    asset.parent.mkdir(parents=True, exist_ok=True)
     asset.write_text(json.dumps(dict(chosen=asdict(chosen), recipe=asdict(recipe), seeds=a.seeds, n=a.n,
                                      folds={h: list(digit_split(h).train) for h in VALIDATION_SPEAKERS},
                                      table=json.loads(table.to_json(orient="records"))), indent=1) + "\n")
