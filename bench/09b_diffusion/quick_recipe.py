@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
+from judge_setup import IMAGE_SIZE as S, real_judge, seen_and_held
 from llmcourse.core import seed_everything
 from llmcourse.clip import COLOURS, SHAPES, make_shape_captions, to_pixels
-from llmcourse.diffusion import (NoiseSchedule, UNet, UNetConfig, encode_prompts, judge_classes, prompt_match, prompt_set,
-                                 shapes_clip, text_to_images, train_diffusion, train_judge)
+from llmcourse.diffusion import (NoiseSchedule, UNet, UNetConfig, encode_prompts, prompt_match, prompt_set,
+                                 shapes_clip, text_to_images, train_diffusion)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--name", required=True); ap.add_argument("--steps", type=int, default=800); ap.add_argument("--lr", type=float, default=2e-3)
@@ -25,14 +26,11 @@ ap.add_argument("--snr-gamma", type=float, default=None); ap.add_argument("--ema
 ap.add_argument("--images", type=int, default=4000); ap.add_argument("--seed", type=int, default=0); ap.add_argument("--threads", type=int, default=1)
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
-S = 16
 clip, tok = shapes_clip()
-real, real_check = make_shape_captions(6000, "all", seed=11, image_size=S), make_shape_captions(1000, "all", seed=12, image_size=S)
-judge = train_judge(to_pixels(real.images), torch.as_tensor(real.labels), steps=200)
-judge_acc = float((judge_classes(judge, to_pixels(real_check.images)).numpy() == real_check.labels).mean())
+judge, judge_acc = real_judge()
 train = make_shape_captions(args.images, "train", seed=1, image_size=S)
-seen = sorted({(list(COLOURS)[c], SHAPES[s]) for c, s in zip(train.colour, train.shape)}, key=lambda cs: (list(COLOURS).index(cs[0]), SHAPES.index(cs[1])))
-held = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in seen]
+seen, held = seen_and_held()
+assert set(seen) == {(list(COLOURS)[c], SHAPES[s]) for c, s in zip(train.colour, train.shape)}  # seen = what training draws
 pixels, empty = to_pixels(train.images), encode_prompts(clip, tok, [""])
 cond = lambda idx, rng: encode_prompts(clip, tok, [train.caption(i, args.drop, rng) for i in idx])
 sched = NoiseSchedule.cosine(prediction_type="v")

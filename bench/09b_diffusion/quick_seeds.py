@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
+from judge_setup import IMAGE_SIZE as S, real_judge, seen_and_held
 from llmcourse.core import seed_everything
-from llmcourse.clip import COLOURS, SHAPES, HELDOUT_COMBOS, TEST_COMBOS, make_shape_captions, to_pixels
-from llmcourse.diffusion import (NoiseSchedule, UNet, UNetConfig, encode_prompts, judge_classes, match_interval, prompt_match,
-                                 prompt_set, shapes_clip, text_to_images, train_diffusion, train_judge)
+from llmcourse.clip import make_shape_captions, to_pixels
+from llmcourse.diffusion import (NoiseSchedule, UNet, UNetConfig, encode_prompts, match_interval, prompt_match,
+                                 prompt_set, shapes_clip, text_to_images, train_diffusion)
 
 RECIPE = dict(steps=800, batch_size=64, lr=2e-3, ema_decay=0.995, snr_gamma=5.0)  # the lesson's quick recipe
 CAPTION_DROP = 0.5  # the lesson's share of captions without size, without position
@@ -25,17 +26,13 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4]); ap.add_argument("--threads", type=int, default=1)
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
-S = 16
 clip, tok = shapes_clip()
-real, real_check = make_shape_captions(6000, "all", seed=11, image_size=S), make_shape_captions(1000, "all", seed=12, image_size=S)
-judge = train_judge(to_pixels(real.images), torch.as_tensor(real.labels), steps=200)
-judge_acc = float((judge_classes(judge, to_pixels(real_check.images)).numpy() == real_check.labels).mean())
+judge, judge_acc = real_judge()
 train = make_shape_captions(4000, "train", seed=1, image_size=S)
 pixels, empty = to_pixels(train.images), encode_prompts(clip, tok, [""])
 cond = lambda idx, rng: encode_prompts(clip, tok, [train.caption(i, CAPTION_DROP, rng) for i in idx])
 sched = NoiseSchedule.cosine(prediction_type="v")
-held = list(HELDOUT_COMBOS + TEST_COMBOS)
-seen = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in held]
+seen, held = seen_and_held()
 SCALES, STEPS = (1.0, 1.5, 2.0, 3.0), (5, 10, 20)
 val_seen, val_held = prompt_set(seen, 9), prompt_set(held, 2)
 def write(runs):

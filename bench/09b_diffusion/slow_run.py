@@ -9,31 +9,28 @@ Usage: nice -n 10 python bench/09b_diffusion/slow_run.py [--steps 3000] [--image
 """
 import argparse, sys, time
 from pathlib import Path
-import numpy as np, torch
+import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness
+from judge_setup import IMAGE_SIZE as S, real_judge, seen_and_held
 from llmcourse.core import seed_everything
-from llmcourse.clip import COLOURS, SHAPES, HELDOUT_COMBOS, TEST_COMBOS, make_shape_captions, to_pixels
-from llmcourse.diffusion import (NoiseSchedule, TinyAutoencoder, UNet, UNetConfig, encode_prompts, judge_classes, match_interval,
-                                 prompt_match, prompt_set, shapes_clip, text_to_images, train_autoencoder, train_diffusion, train_judge)
+from llmcourse.clip import make_shape_captions, to_pixels
+from llmcourse.diffusion import (NoiseSchedule, TinyAutoencoder, UNet, UNetConfig, encode_prompts, match_interval,
+                                 prompt_match, prompt_set, shapes_clip, text_to_images, train_autoencoder, train_diffusion)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=3000); ap.add_argument("--images", type=int, default=12000)
 ap.add_argument("--threads", type=int, default=1); ap.add_argument("--prediction", default="v")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
-S = 16
 clip, tok = shapes_clip()
-real, real_check = make_shape_captions(12000, "all", seed=11, image_size=S), make_shape_captions(1000, "all", seed=12, image_size=S)
-judge = train_judge(to_pixels(real.images), torch.as_tensor(real.labels), steps=1000)
-judge_acc = float((judge_classes(judge, to_pixels(real_check.images)).numpy() == real_check.labels).mean())
+judge, judge_acc = real_judge(12000, 1000)
 train = make_shape_captions(args.images, "train", seed=1, image_size=S)
 pixels = to_pixels(train.images)
 empty = encode_prompts(clip, tok, [""])
 cond = lambda idx, rng: encode_prompts(clip, tok, [train.caption(i, 0.5, rng) for i in idx])
 sched = NoiseSchedule.cosine(prediction_type=args.prediction)
-held = list(HELDOUT_COMBOS + TEST_COMBOS)  # the 12 combinations never drawn in training
-seen = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in held]  # the 12 drawn in training
+seen, held = seen_and_held()  # the 12 combinations drawn in training, the 12 never drawn
 
 def fit(model, data):
     seed_everything(0); c0 = time.process_time()
