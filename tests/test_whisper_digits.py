@@ -304,3 +304,22 @@ def test_validation_record_and_its_choice():
     assert DigitDecoding(best["weights"], best["peak"], best["n_models"], tuple(best["stretches"]), best["equalizer_db"]) == chosen
     assert best["WER"] == min(r["WER"] for r in validation["table"])
     assert len(validation["table"]) == len(DigitDecoding.candidates(n_models=range(1, len(validation["seeds"]) + 1)))
+
+
+# --- the final models and their one scoring --------------------------------------------------------------------------
+
+# the models are trained by bench/10a_whisper_digits/digits_final.py and the test speakers scored once by digits_test.py,
+# which records the errors of each run and a margin: twice the words that decoding the same models in float64 changed
+def test_final_models_reproduce_the_recorded_test_score():
+    record = json.loads(asset_path("whisper_digits", "test.json").read_text())
+    validation = json.loads(asset_path("whisper_digits", "validation.json").read_text())
+    chosen = DigitDecoding(**record["chosen"])
+    assert chosen == DigitDecoding(**validation["chosen"])  # scored with the decoding validation chose, nothing else
+    models = [load_digit_model(asset_path("whisper_digits", f"digits_s{s}.pt"), DigitRecipe.slow().model_config()) for s in range(3)]
+    score = score_digit_models(models, chosen)
+    assert set(score.runs) == set(record["runs"])
+    for name, ci in score.runs.items():
+        assert ci.words == record["runs"][name]["words"]
+        errors = round(ci.wer * ci.words)
+        assert abs(errors - record["runs"][name]["errors"]) <= record["margin_words"], (name, errors, record["runs"][name])
+    assert abs(score.overall.wer - record["test"]["wer"]) * score.overall.words * score.overall.runs <= record["margin_words"] * score.overall.runs

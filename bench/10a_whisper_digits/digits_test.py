@@ -5,7 +5,8 @@ folder, and transcribes the 200 test utterances with `score_digit_models`, as th
 the decoding allows is a run, and the WER is reported pooled over the runs with a 95% bootstrap interval over
 utterances and runs, per speaker, and per run. It also decodes once more with the models in float64: the words that
 change measure how far floating-point rounding alone moves the result, the margin that the lesson's and the tests'
-thresholds allow for other CPUs. Writes `digits_test.json` and its RESULTS.md section.
+thresholds allow for other CPUs. Writes `digits_test.json`, its RESULTS.md section, and
+`llmcourse/assets/whisper_digits/test.json` (the record the tests check the package's models against).
 
     python bench/10a_whisper_digits/digits_test.py
 """
@@ -37,6 +38,13 @@ def main():
                    run_mean=float(np.mean(run_wers)), run_sd=float(np.std(run_wers, ddof=1)) if len(run_wers) > 1 else 0.0,
                    float64_word_changes=changed, float64_test=score64.overall._asdict())
     record(__file__, "digits_test", results)
+    # the record the package carries: the tests check that its models, decoded again on any CPU, give these errors
+    margin = max(3, 2 * max(changed.values()))  # words; float64 moved at most max(changed) words per run
+    (assets/"test.json").write_text(json.dumps(dict(
+        chosen=asdict(chosen), goal=GOAL, test=score.overall._asdict(), margin_words=margin,
+        runs={k: dict(errors=round(c.wer * c.words), words=c.words) for k, c in score.runs.items()},
+        note="Scored once by bench/10a_whisper_digits/digits_test.py after every choice was frozen on validation speakers; "
+             f"margin_words = max(3, twice the {max(changed.values())} words per run that float64 changed)"), indent=1) + "\n")
     o = score.overall
     lines = ["## The test speakers, scored once (`digits_test.py`)", "", f"Machine: {machine_line()}.", "",
              f"Decoding frozen on validation speakers: {chosen}. Models: `digits_s0.pt`, `digits_s1.pt`, `digits_s2.pt`.", "",
