@@ -197,7 +197,7 @@ class CTCRecipe:
     @classmethod
     def tiny(cls) -> "CTCRecipe": return cls(steps=3, batch_size=2, warmup=1, max_clips=10)
     @classmethod
-    def quick(cls, max_clips:int=50) -> "CTCRecipe": return cls(steps=200, batch_size=8, max_clips=max_clips)
+    def quick(cls, max_clips:int=50) -> "CTCRecipe": return cls(steps=40, batch_size=8, warmup=10, max_clips=max_clips)
     @classmethod
     def slow(cls, max_clips:int=20) -> "CTCRecipe": return cls(steps=300, max_clips=max_clips)
 
