@@ -152,7 +152,7 @@ class PretrainRecipe:
     @classmethod
     def quick(cls) -> "PretrainRecipe": return cls(steps=40, batch_size=8, max_clips=100)
     @classmethod
-    def slow(cls) -> "PretrainRecipe": return cls(steps=400, batch_size=8, warmup=40)
+    def slow(cls) -> "PretrainRecipe": return cls(steps=300, batch_size=8, warmup=30)
 
 def pretrain_wav2vec2(
     cfg:Wav2Vec2Config, # the model's sizes
@@ -183,22 +183,23 @@ def pretrain_wav2vec2(
 # %% ../nbs/10b_wav2vec2.ipynb #e0392763
 @dataclass(frozen=True)
 class CTCRecipe:
-    "How a wav2vec 2.0 model is fine-tuned with CTC: labelled clips, steps, optimiser, masking, and when validation decodes."
-    steps:int=40 # optimizer steps
-    batch_size:int=8 # fresh utterances per step
-    lr:float=2e-3 # peak learning rate of AdamW
-    warmup:int=5 # steps of linear warm-up, then constant (so that a run stopped early is the run validation chose)
-    mask_prob:float=0.03 # chance that a frame starts a masked span during fine-tuning (a SpecAugment in time)
+    "How a wav2vec 2.0 model is fine-tuned with CTC: labelled clips, steps, optimiser, schedule, masking."
+    steps:int=40 # optimizer steps: the length of the schedule
+    batch_size:int=16 # fresh utterances per step
+    lr:float=1e-3 # peak learning rate of AdamW
+    warmup:int=30 # steps of linear warm-up, then a cosine decay to 0 at `steps`
+    mask_prob:float=0.0 # chance that a frame starts a masked span during fine-tuning (a SpecAugment in time; 0: none)
     mask_length:int=5 # frames per span
-    freeze_features:bool=True # keep the conv feature encoder as pretraining left it (the paper's fine-tuning)
+    freeze_features:bool=False # keep the conv feature encoder as it starts (the paper's fine-tuning freezes it)
     max_clips:int|None=None # labelled clips per speaker: the label budget
+    seconds:float=2.4 # every training utterance padded to this length, as the utterances it is scored on
 
     @classmethod
     def tiny(cls) -> "CTCRecipe": return cls(steps=3, batch_size=2, warmup=1, max_clips=10)
     @classmethod
-    def quick(cls, max_clips:int=20) -> "CTCRecipe": return cls(steps=40, max_clips=max_clips)
+    def quick(cls, max_clips:int=50) -> "CTCRecipe": return cls(steps=40, batch_size=8, warmup=10, max_clips=max_clips)
     @classmethod
-    def slow(cls, max_clips:int=20) -> "CTCRecipe": return cls(steps=500, warmup=50, lr=3e-3, max_clips=max_clips)
+    def slow(cls, max_clips:int=20) -> "CTCRecipe": return cls(steps=300, max_clips=max_clips)
 
 @dataclass
 class CTCRun:
@@ -216,8 +217,9 @@ def finetune_ctc(
     seed:int=0, # the data seed
     valid:tuple[Tensor, Sequence[str]]|None=None, # (waves, texts) decoded greedily at each of `eval_at`
     eval_at:Sequence[int]=(), # steps at which validation decodes and a checkpoint is kept
+    stop:int|None=None, # stop after this many steps of the `recipe.steps` schedule (a run validation chose to stop early); None: all
 ) -> CTCRun:
-    "CTC fine-tuning with `F.ctc_loss` (equal to `ctc_forward_loss`), AdamW, warm-up then a constant rate, gradients clipped to 1."
+    "CTC fine-tuning with `F.ctc_loss` (equal to `ctc_forward_loss`), AdamW, warm-up then cosine decay, gradients clipped to 1."
     torch.manual_seed(seed)
     cfg = model.cfg
     if model.ctc_head.out_features != vocab.vocab_size:
@@ -226,14 +228,14 @@ def finetune_ctc(
     model.feature_encoder.requires_grad_(not recipe.freeze_features)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr)
-    sched = warmup_scheduler(opt, recipe.steps, recipe.warmup, "constant")
+    sched = warmup_scheduler(opt, recipe.steps, recipe.warmup, "cosine")
     rng, gen, hist, t0, ckpts = np.random.default_rng(seed), torch.Generator().manual_seed(seed), History(), time.perf_counter(), {}
     device = next(model.parameters()).device
-    for step in range(1, recipe.steps + 1):
+    for step in range(1, (stop or recipe.steps) + 1):
         pairs = draw(rng, recipe.batch_size)
-        wave = digit_waves([(a, t, "") for a, t in pairs], max(len(a) for a, _ in pairs) / SAMPLE_RATE).to(device)  # (B, samples)
+        wave = digit_waves([(a, t, "") for a, t in pairs], recipe.seconds).to(device)  # (B, samples): padded and normalised as at test time
         targets = [vocab.encode(t) for _, t in pairs]
-        mask = span_mask(len(wave), cfg.frames(wave.size(1)), recipe.mask_prob, recipe.mask_length, gen, min_masked=0).to(device)
+        mask = span_mask(len(wave), cfg.frames(wave.size(1)), recipe.mask_prob, recipe.mask_length, gen, min_masked=0).to(device) if recipe.mask_prob > 0 else None
         model.train()
         log_probs = model(wave, mask).float().log_softmax(-1).transpose(0, 1)  # (T, B, C), as F.ctc_loss takes them
         loss = F.ctc_loss(log_probs, torch.tensor(sum(targets, [])), [log_probs.size(0)] * len(targets),
@@ -309,7 +311,7 @@ def choose_stopping(
 def score_pretraining(
     cfg:Wav2Vec2Config, # the model's sizes
     pretrain:PretrainRecipe, # how the final pretraining run goes
-    finetune:CTCRecipe, # how each final fine-tuning run goes; its steps are the chosen ones
+    finetune:CTCRecipe, # how each final fine-tuning run goes (the schedule of the validation runs; each stops at its chosen step)
     chosen:Sequence[dict], # from `choose_stopping`
     n_test:int=200, # test utterances
     seed:int=0, # weights and data
@@ -323,8 +325,8 @@ def score_pretraining(
     for c in chosen:
         model = Wav2Vec2(cfg)
         if c["init"] == "pretrained": model.load_state_dict(pt.model.state_dict())
-        recipe = replace(finetune, max_clips=int(c["budget"]), steps=int(c["step"]), freeze_features=finetune.freeze_features and c["init"] == "pretrained")
-        run = finetune_ctc(model, recipe, digit_draw(final.train, int(c["budget"])), vocab, seed)
+        recipe = replace(finetune, max_clips=int(c["budget"]), freeze_features=finetune.freeze_features and c["init"] == "pretrained")
+        run = finetune_ctc(model, recipe, digit_draw(final.train, int(c["budget"])), vocab, seed, stop=int(c["step"]))  # the schedule validation saw, stopped where it chose
         t0 = time.perf_counter(); hyps = transcribe_ctc(run.model, waves, vocab, int(c["beam"]) or None); decode_s = time.perf_counter() - t0
         ci = wer_interval(texts, hyps)
         out.append(dict(c, **ci._asdict(), train_seconds=run.seconds, pretrain_seconds=secs if c["init"] == "pretrained" else 0.0,

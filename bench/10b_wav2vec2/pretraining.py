@@ -1,13 +1,12 @@
-"""What pretraining buys, at full size: lesson 10b's `validate_pretraining` on each of lesson 10a's validation folds,
-`choose_stopping` over both, then `score_pretraining` on the test speakers, once; beside it lesson 10a's digit Whisper
-trained on the same labelled clips for as many steps. Each part is a process of its own so the folds can run side by
-side; `report` writes RESULTS.md from the parts' JSON.
+"""What pretraining buys, at the slow presets: lesson 10b's `validate_pretraining` on the validation folds in `FOLDS`,
+`choose_stopping` over them, then `score_pretraining` on the test speakers, once; beside it lesson 10a's digit Whisper
+trained on the same labelled clips for as many steps. Each part is a process of its own (so folds can run side by
+side on a machine with cores to spare); `report` writes RESULTS.md from the parts' JSON. On one shared core:
 
-    nice -n 10 python bench/10b_wav2vec2/pretraining.py fold lucas &
-    nice -n 10 python bench/10b_wav2vec2/pretraining.py fold yweweler &
-    nice -n 10 python bench/10b_wav2vec2/pretraining.py pretrain; wait   # the final pretraining needs no choice
-    nice -n 10 python bench/10b_wav2vec2/pretraining.py test &
-    nice -n 10 python bench/10b_wav2vec2/pretraining.py whisper; wait
+    nice -n 10 python bench/10b_wav2vec2/pretraining.py fold lucas
+    nice -n 10 python bench/10b_wav2vec2/pretraining.py pretrain   # the final pretraining needs no choice
+    nice -n 10 python bench/10b_wav2vec2/pretraining.py test
+    nice -n 10 python bench/10b_wav2vec2/pretraining.py whisper
     python bench/10b_wav2vec2/pretraining.py report
 """
 import json, sys, time
@@ -25,7 +24,8 @@ from llmcourse.whisper_digits import (TEST_SPEAKERS, TRAIN_SPEAKERS, VALIDATION_
 
 HERE = Path(__file__).resolve().parent
 CFG, PRE, FT = Wav2Vec2Config.digits(), PretrainRecipe.slow(), CTCRecipe.slow()
-BUDGETS, EVAL_AT = [10, 50], [250, 500]
+BUDGETS, EVAL_AT = [50, 500], [FT.steps // 2, FT.steps]  # labelled clips per speaker (500: all of them); checkpoints validation chooses among
+FOLDS = VALIDATION_SPEAKERS[:1]  # lesson 10a's first fold only: the second would double the hour this takes on one shared core
 torch.set_num_threads(1)
 
 def log(line): print(line, flush=True)
@@ -41,7 +41,7 @@ def pretrain():
     log(f"final pretraining: {secs:.0f} s, contrastive {np.mean(hist.series('contrastive')[1][-20:]):.3f}, accuracy {np.mean(hist.series('accuracy')[1][-20:]):.1%}")
 
 def test():
-    rows = sum((json.loads((HERE/f"validation_{h}.json").read_text())["results"]["rows"] for h in VALIDATION_SPEAKERS), [])
+    rows = sum((json.loads((HERE/f"validation_{h}.json").read_text())["results"]["rows"] for h in FOLDS), [])
     chosen = choose_stopping(rows)
     log(f"chosen on validation: {chosen}")
     saved = torch.load(cache_dir("10b_wav2vec2")/"pretrained_final.pt")
@@ -61,12 +61,13 @@ def whisper():
                                              parameters=count_parameters(run.last)))
 
 def report():
-    folds = {h: json.loads((HERE/f"validation_{h}.json").read_text()) for h in VALIDATION_SPEAKERS}
+    folds = {h: json.loads((HERE/f"validation_{h}.json").read_text()) for h in FOLDS}
     t = json.loads((HERE/"test.json").read_text()); w = json.loads((HERE/"whisper.json").read_text())
-    lines = [f"Validation folds {', '.join(VALIDATION_SPEAKERS)} (pretrained on each fold's three other speakers), then the test speakers "
+    lines = [f"Validation fold(s) {', '.join(FOLDS)} (pretrained on each fold's three other speakers), then the test speakers "
              f"{', '.join(TEST_SPEAKERS)} scored once with the frozen choices; 200 utterances each (lesson 10a's `digit_utterances`).",
-             f"Model `Wav2Vec2Config.digits()`; `PretrainRecipe.slow()` {PRE.steps} steps of {PRE.batch_size}; `CTCRecipe.slow()` up to "
-             f"{FT.steps} steps of {FT.batch_size}, lr {FT.lr}; the scratch runs also train the conv encoder.", "",
+             f"Model `Wav2Vec2Config.digits()` ({count_parameters(Wav2Vec2Pretraining(CFG).model):,} parameters); `PretrainRecipe.slow()` {PRE.steps} steps of "
+             f"{PRE.batch_size} unlabelled utterances; `CTCRecipe.slow()` {FT.steps} steps of {FT.batch_size}, lr {FT.lr}, warm-up {FT.warmup} then cosine decay, "
+             f"everything trained in both starts (only the starting weights differ); checkpoints at {EVAL_AT} and greedy or beam-8 decoding chosen on validation.", "",
              f"Commands: `{folds[VALIDATION_SPEAKERS[0]]['command']}` (one per fold), `{t['command']}`, `{w['command']}`; commit {t['commit']}.",
              f"Machine: {harness.machine_line(t['machine'])}.", "",
              "| labelled clips per speaker | start | chosen step | decoding | validation WER | test WER (95% bootstrap interval) | fine-tune s |",
