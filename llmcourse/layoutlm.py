@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'FUNSD_LABELS', 'find_fonts', 'load_font',
-           'normalize_box', 'Document', 'PageWriter', 'random_date', 'random_amount', 'money', 'random_values',
-           'Template', 'render_invoice', 'make_templates', 'split_templates', 'make_documents', 'ocr_noise',
-           'encode_words', 'encode_document', 'word_tags', 'collate', 'LayoutLMConfig', 'LayoutEmbeddings', 'LayoutLM',
-           'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf', 'hf_layoutlm_config',
-           'layoutlm_from_hf', 'layoutlm_to_hf', 'layoutlm_from_pretrained', 'entity_spans', 'entity_counts',
-           'f1_from_counts', 'entity_f1', 'bootstrap_f1', 'init_box_tables', 'predict_tags', 'train_tagger',
-           'read_funsd', 'save_funsd']
+__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'BOX_SCALE_FROM_BERT', 'FUNSD_LABELS',
+           'find_fonts', 'load_font', 'normalize_box', 'Document', 'PageWriter', 'random_date', 'random_amount',
+           'money', 'random_values', 'Template', 'render_invoice', 'make_templates', 'split_templates',
+           'make_documents', 'ocr_noise', 'encode_words', 'encode_document', 'word_tags', 'collate', 'LayoutLMConfig',
+           'LayoutEmbeddings', 'LayoutLM', 'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf',
+           'hf_layoutlm_config', 'layoutlm_from_hf', 'layoutlm_to_hf', 'layoutlm_from_pretrained', 'entity_spans',
+           'entity_counts', 'f1_from_counts', 'entity_f1', 'bootstrap_f1', 'init_box_tables', 'layoutlm_from_bert',
+           'predict_tags', 'train_tagger', 'read_funsd', 'save_funsd']
 
 # %% ../nbs/09c_layoutlm.ipynb #d75ff212
 import numpy as np
@@ -571,6 +571,30 @@ def init_box_tables(
         emb.x.weight.zero_(); emb.x.weight[:, :E // 2] = waves  # nearby x start alike, and apart from any y
         emb.y.weight.zero_(); emb.y.weight[:, E // 2:] = waves
     return model
+
+# %% ../nbs/09c_layoutlm.ipynb #4bb7c0e0
+BOX_SCALE_FROM_BERT = 0.003 # x and y tables that start small next to a pre-trained BERT's token vectors
+
+def layoutlm_from_bert(
+    bert:Bert, # a pre-trained lesson 07 `Bert`, e.g. `bert_from_pretrained(minilm_dir())`
+    n_layers:int|None=None, # keep its first `n_layers` blocks; None keeps them all
+    n_labels:int=len(LABELS), # how many tags
+    use_layout:bool=True, # False: a plain BERT tagger on the same text
+    box_scale:float=BOX_SCALE_FROM_BERT, # the x and y sinusoids' scale (`init_box_tables`); h and w start at zero
+    **kw, # other `LayoutLMConfig` fields, e.g. dropout=0.0
+) -> LayoutLMTagger:
+    "A `LayoutLMTagger` whose text part is `bert`'s (embeddings and first `n_layers` blocks); small new box tables and a new classifier."
+    n_layers = bert.cfg.n_layers if n_layers is None else n_layers
+    if not 1 <= n_layers <= bert.cfg.n_layers: raise ValueError(f"n_layers={n_layers}: the BERT has {bert.cfg.n_layers} blocks; keep 1 to {bert.cfg.n_layers}.")
+    tagger = LayoutLMTagger(LayoutLMConfig(**(asdict(bert.cfg) | dict(n_layers=n_layers) | kw)), n_labels, use_layout)
+    sd = {k: v for k, v in bert.state_dict().items() if not k.startswith("layers.") or int(k.split(".")[1]) < n_layers}
+    missing, unexpected = tagger.layoutlm.bert.load_state_dict(sd, strict=False)
+    if unexpected or set(missing) - {f"embeddings.{t}.weight" for t in "xyhw"} - {"pooler.weight", "pooler.bias"}:
+        raise ValueError(f"{bert.__class__.__name__} does not fit a LayoutLM: missing {missing}, unexpected {unexpected}.")
+    init_box_tables(tagger, scale=box_scale)
+    with torch.no_grad(): tagger.layoutlm.bert.embeddings.h.weight.zero_(); tagger.layoutlm.bert.embeddings.w.weight.zero_()  # (1024, E)
+    return tagger
+
 
 # %% ../nbs/09c_layoutlm.ipynb #40f62bb9
 @torch.no_grad()

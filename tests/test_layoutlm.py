@@ -166,3 +166,21 @@ def test_training_runs_from_the_module():
     assert len(hist.series("valid_f1")[0]) == 2
     pred = predict_tags(m, enc[4:])
     assert [len(p) for p in pred] == [len(word_tags(e)) for e in enc[4:]]
+
+def test_layoutlm_from_bert_is_the_bert_it_started_from():
+    "A tagger started from a BERT, its box tables at zero, gives transformers' BertModel's states after its first k blocks."
+    from llmcourse.bert import BertConfig, bert_from_hf, hf_bert_config
+    from llmcourse.layoutlm import layoutlm_from_bert
+    torch.manual_seed(2)
+    hf = transformers.BertModel(hf_bert_config(BertConfig.tiny(vocab_size=120, n_layers=3))).eval()
+    ids, bbox, mask = inputs(120)
+    real = mask.bool()
+    tagger = layoutlm_from_bert(bert_from_hf(hf), n_layers=2).eval()
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+        got = tagger.layoutlm(ids, bbox, mask).last_hidden_state
+        assert not torch.allclose(got[real], want[real], atol=1e-3)  # the new box tables change the states
+        for t in "xyhw": getattr(tagger.layoutlm.bert.embeddings, t).weight.zero_()
+        assert_close(tagger.layoutlm(ids, bbox, mask).last_hidden_state[real], want[real], **TOL)
+    assert len(tagger.layoutlm.bert.layers) == 2 and tagger.classifier.out_features == len(LABELS)
+    with pytest.raises(ValueError, match="3 blocks"): layoutlm_from_bert(bert_from_hf(hf), n_layers=4)
