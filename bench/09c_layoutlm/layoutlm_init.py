@@ -15,30 +15,21 @@ Variants, seed 0, the lesson's data (800 training templates x 3 invoices, 8 vali
 Usage: python bench/09c_layoutlm/layoutlm_init.py   (about 10 minutes of CPU on an idle core, 1 thread)
 """
 import sys, time
-import numpy as np
 import torch
-import transformers
 from llmcourse.core import seed_everything
 from llmcourse.data import minilm_dir
 from llmcourse.bert import bert_from_pretrained
-from llmcourse.layoutlm import (BOX_SCALE_FROM_BERT, FIELDS, LayoutLMConfig, LayoutLMTagger, encode_document, entity_f1, init_box_tables,
-                                layoutlm_from_bert, make_documents, make_templates, ocr_noise, predict_tags,
-                                split_templates, train_tagger, word_tags)
+from llmcourse.layoutlm import (BOX_SCALE_FROM_BERT, LayoutLMConfig, LayoutLMTagger, entity_f1, init_box_tables, layoutlm_from_bert, predict_tags,
+                                train_tagger, word_tags)
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from harness import record, write_section, machine_line
+from lesson_data import lesson_data, per_field
 
 torch.set_num_threads(1)
-tok = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
-split = split_templates(make_templates(816, seed=1), n_valid=8, n_test=8)  # the lesson's data, made as its cell does
-noise_rng = np.random.default_rng(1)
-docs = {name: [ocr_noise(d, noise_rng) for d in make_documents(ts, 3 if name == "train" else 12, seed=k + 1)]
-        for k, (name, ts) in enumerate(split.items())}
-enc = {name: [encode_document(tok, d) for d in ds] for name, ds in docs.items() if name != "test"}  # test: never encoded here
+tok, enc = lesson_data()  # the lesson's data; its test templates are never encoded here
 true = [word_tags(e) for e in enc["valid"]]
 minilm = bert_from_pretrained(minilm_dir())
 
-def per_field(pred):
-    return {f: entity_f1([[t if t[2:] == f else "O" for t in d] for d in true], [[t if t[2:] == f else "O" for t in d] for d in pred]) for f in FIELDS}
 
 def run(name, init, layout=True, k=None, steps=600, batch_size=16, lr=5e-3, eval_every=100, box_scale=None):
     seed_everything(0)
@@ -50,7 +41,7 @@ def run(name, init, layout=True, k=None, steps=600, batch_size=16, lr=5e-3, eval
     m, h = train_tagger(m, enc["train"], enc["valid"], steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, seed=0)
     pred = predict_tags(m, enc["valid"])
     row = dict(variant=name, init=init, n_layers=k, layout=layout, steps=steps, batch_size=batch_size, lr=lr, box_scale=None if init == "scratch" else box_scale or BOX_SCALE_FROM_BERT,
-               valid_f1=entity_f1(true, pred), valid_curve=h.series("valid_f1")[1], per_field=per_field(pred),
+               valid_f1=entity_f1(true, pred), valid_curve=h.series("valid_f1")[1], per_field=per_field(true, pred),
                cpu_s=time.process_time() - c0)
     print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return row

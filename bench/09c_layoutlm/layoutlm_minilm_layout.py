@@ -23,14 +23,13 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-import transformers
 from llmcourse.core import History, seed_everything, warmup_scheduler
 from llmcourse.data import minilm_dir
 from llmcourse.bert import bert_from_pretrained
-from llmcourse.layoutlm import (FIELDS, LABELS, PAD_LABEL, collate, encode_document, entity_f1, layoutlm_from_bert,
-                                make_documents, make_templates, ocr_noise, predict_tags, split_templates, word_tags)
+from llmcourse.layoutlm import (PAD_LABEL, collate, entity_f1, layoutlm_from_bert, predict_tags, word_tags)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import record, write_section, machine_line
+from lesson_data import lesson_data, per_field
 
 NAME = "layoutlm_minilm_layout"
 VARIANTS = {  # name: (layout, options)
@@ -44,12 +43,7 @@ asked = [] if sys.argv[1:] == ["--table"] else sys.argv[1:] or list(VARIANTS)  #
 if unknown := [a for a in asked if a not in VARIANTS]: sys.exit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
 torch.set_num_threads(1)
-tok = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
-split = split_templates(make_templates(816, seed=1), n_valid=8, n_test=8)  # the lesson's data, made as its cell does
-noise_rng = np.random.default_rng(1)
-docs = {name: [ocr_noise(d, noise_rng) for d in make_documents(ts, 3 if name == "train" else 12, seed=k + 1)]
-        for k, (name, ts) in enumerate(split.items())}
-enc = {name: [encode_document(tok, d) for d in ds] for name, ds in docs.items() if name != "test"}  # test: never encoded
+tok, enc = lesson_data()  # the lesson's data; its test templates are never encoded here
 true = [word_tags(e) for e in enc["valid"]]
 minilm = bert_from_pretrained(minilm_dir())
 
@@ -57,8 +51,6 @@ def coarse(encoded, q):
     "Documents whose box coordinates are floored to multiples of `q`."
     return [e | dict(bbox=[[c // q * q for c in b] for b in e["bbox"]]) for e in encoded]
 
-def per_field(pred):
-    return {f: entity_f1([[t if t[2:] == f else "O" for t in d] for d in true], [[t if t[2:] == f else "O" for t in d] for d in pred]) for f in FIELDS}
 
 def new_params(m):
     "The parameters MiniLM did not provide: the box tables, the gate, the classifier."
@@ -112,7 +104,7 @@ def run(name, layout, steps=240, batch_size=4, lr_old=1e-3, lr_new=1e-3, first=0
         m.use_layout = False; blank_f1 = entity_f1(true, predict_tags(m, va)); m.use_layout = True
     row = dict(variant=name, layout=layout, steps=steps, first_steps=first, batch_size=batch_size, lr_old=lr_old, lr_new=lr_new,
                gate=m.layoutlm.bert.embeddings.box_gate.item() if gate else None, box_scale=box_scale, quantum=q,
-               valid_f1=entity_f1(true, pred), blank_boxes_f1=blank_f1, valid_curve=h.series("valid_f1")[1], per_field=per_field(pred), cpu_s=time.process_time() - c0)
+               valid_f1=entity_f1(true, pred), blank_boxes_f1=blank_f1, valid_curve=h.series("valid_f1")[1], per_field=per_field(true, pred), cpu_s=time.process_time() - c0)
     print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return row
 

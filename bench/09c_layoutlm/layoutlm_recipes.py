@@ -11,29 +11,17 @@ dropout, sinusoid-initialised box tables, every word piece carrying its word's t
 Usage: python bench/09c_layoutlm/layoutlm_recipes.py   (about 10 minutes of CPU on an idle core, 1 thread)
 """
 import sys, time
-import numpy as np
 import torch
-import transformers
 from llmcourse.core import seed_everything
-from llmcourse.data import minilm_dir
 from llmcourse.transformer import sinusoidal_positions
-from llmcourse.layoutlm import (FIELDS, LABELS, PAD_LABEL, LayoutLMConfig, LayoutLMTagger, collate, encode_document, entity_f1,
-                                init_box_tables, make_documents, make_templates, ocr_noise, predict_tags, split_templates,
+from llmcourse.layoutlm import (FIELDS, PAD_LABEL, LayoutLMConfig, LayoutLMTagger, collate, entity_f1, init_box_tables, predict_tags,
                                 train_tagger, word_tags)
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from harness import record, write_section, machine_line
+from lesson_data import lesson_data, per_field
 
 torch.set_num_threads(1)
-tok = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
-# the lesson's data, made exactly as its cell does (800 training templates x 3, 8 + 8 held-out templates x 12)
-split = split_templates(make_templates(816, seed=1), n_valid=8, n_test=8)
-noise_rng = np.random.default_rng(1)
-docs = {name: [ocr_noise(d, noise_rng) for d in make_documents(ts, 3 if name == "train" else 12, seed=k + 1)]
-        for k, (name, ts) in enumerate(split.items())}
-enc = {name: [encode_document(tok, d) for d in ds] for name, ds in docs.items() if name != "test"}  # test: never encoded here
-
-def per_field(true, pred):
-    return {f: entity_f1([[t if t[2:] == f else "O" for t in d] for d in true], [[t if t[2:] == f else "O" for t in d] for d in pred]) for f in FIELDS}
+tok, enc = lesson_data()  # the lesson's data, made exactly as its cell does; its test templates are never encoded here
 
 @torch.no_grad()
 def decode_runs(model, encoded):
