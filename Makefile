@@ -62,7 +62,7 @@ test: setup check-sync pytest
 # the long runs: every slow cell (no 600 s limit per cell), every slow test, then bench/ results regenerated
 slow: export LLMCOURSE_OFFLINE = 1
 slow: setup
-	llmcourse run --slow --cell-timeout 14400
+	llmcourse run --slow --jobs $(NBDEV_WORKERS) --cell-timeout 14400
 	$(PYTHON) -m pytest -q -p no:cacheprovider -m slow --timeout 14400
 	$(PYTHON) bench/collect_results.py
 

@@ -478,10 +478,19 @@ def _execute_notebook(src:str, dest:str, skip_flags:str, cell_timeout:int) -> in
     ok, _ = test_nb(dest, skip_flags=skip_flags.split(), save=True, do_print=False, cell_timeout=cell_timeout)
     return 0 if ok else 1
 
-def _order(nbs:list[Path]) -> list[Path]:
-    "Lessons that others need start first, then the rest from the last lesson back (the later lessons run longer)."
+def _has_slow_cells(nb:Path) -> bool:
+    "Whether notebook `nb` has a code cell flagged `slow`."
+    from llmcourse.core import _cell_flags
+    cells = json.loads(Path(nb).read_text())["cells"]
+    return any("slow" in _cell_flags(c["source"] if isinstance(c["source"], list) else c["source"].splitlines())
+               for c in cells if c["cell_type"] == "code")
+
+def _order(nbs:list[Path], slow:bool=False) -> list[Path]:
+    "Lessons that others need start first; with `slow`, then the lessons with long runs; then the rest from the last lesson back."
     needed = {n for p in nbs for l in COURSE if l.stem == p.stem for n in l.needs}
-    return [p for p in nbs if p.stem in needed] + [p for p in reversed(nbs) if p.stem not in needed]
+    rest = [p for p in reversed(nbs) if p.stem not in needed]
+    if slow: rest = [p for p in rest if _has_slow_cells(p)] + [p for p in rest if not _has_slow_cells(p)]  # the long poles first
+    return [p for p in nbs if p.stem in needed] + rest
 
 def run_lessons(
     names:list[str]|None=None, # lessons to run, e.g. ["05", "06_gpt"]; default all
@@ -513,7 +522,7 @@ def run_lessons(
                             str(nb), str(folder/nb.name), skip, str(cell_timeout)], env=env, cwd=folder)
         done[nb.stem].set()
         return nb.stem, "ok" if r.returncode == 0 else "FAILED", time.perf_counter() - t
-    with cf.ThreadPoolExecutor(max(1, jobs)) as pool: results = {r[0]: r for r in pool.map(one, _order(todo))}
+    with cf.ThreadPoolExecutor(max(1, jobs)) as pool: results = {r[0]: r for r in pool.map(one, _order(todo, slow))}
     rows = [results[p.stem] for p in todo]
     width = max([len(r[0]) for r in rows] + [6])
     print_fn(f"\n{'lesson':{width}}  {'status':6}  {'seconds':>8}")
