@@ -19,6 +19,7 @@ p.add_argument("--warmup", type=int, default=200)
 p.add_argument("--eval-every", type=int, default=2000)
 p.add_argument("--rates", default="reverse=.2,sort=.15,add=.45,sst2=.2", help="mixing rates")
 p.add_argument("--threads", type=int, default=1)
+p.add_argument("--name", default="t5_slow", help="the JSON file and RESULTS.md section to write (another name keeps the lesson's record)")
 a = p.parse_args()
 
 import torch
@@ -49,10 +50,10 @@ res = dict(settings=vars(a), rates=rates, device=str(device), train_wall_seconds
            final_loss=round(hist.last("loss"), 4), validation_curve=curve, test=test)
 print(res)
 COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
-harness.record(__file__, "t5_slow", res)
+harness.record(__file__, a.name, res)
 rows = "\n".join(f"| {t} | {v['n']} | **{v['exact_match']:.1%}** | {v['low']:.1%} to {v['high']:.1%} |" for t, v in test.items())
 vrows = "\n".join(f"| {r['step']} | " + " | ".join(f"{r.get('em_' + t, float('nan')):.1%}" for t in (*TASKS, "sst2")) + " |" for r in curve)
-harness.write_section(__file__, "t5_slow", f"""## The long run (the lesson's `slow` cell)
+harness.write_section(__file__, a.name, f"""## The long run ({"the lesson's `slow` cell" if a.name == "t5_slow" else f"`--name {a.name}`: {a.steps:,} steps, not the lesson's recipe"})
 
 `{harness.command()}` at commit {COMMIT}; {harness.machine_line()}.
 
