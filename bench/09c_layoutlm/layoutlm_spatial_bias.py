@@ -15,7 +15,9 @@ encoded or scored here). The lesson's tiny from-scratch recipe (`LayoutLMConfig.
 tables, `train_tagger`: 600 steps of 16, peak lr 5e-3), seeds as given.
 
 Variants: "layout" (the lesson's tagger), "text only", "layout + 2-D bias", "text + 2-D bias" (the boxes reach the
-model only through the attention bias).
+model only through the attention bias); the same with "MiniLM" in front start from MiniLM cut to 2 blocks
+(`layoutlm_from_bert`, token table frozen, no dropout) with the recipe of layoutlm_minilm_layout: batches of 4, peak
+lr 1e-3, validation every 40 steps, 240 steps unless --steps says otherwise.
 
 Usage: python bench/09c_layoutlm/layoutlm_spatial_bias.py [--seeds 0,1] [--steps 600] VARIANT [VARIANT ...]
        (or --table: rewrite RESULTS.md from the JSON); about 60-90 CPU s a run with 1 thread.
@@ -27,13 +29,22 @@ import numpy as np
 import torch, torch.nn as nn
 from llmcourse.core import seed_everything
 from llmcourse.t5 import relative_position_bucket
-from llmcourse.layoutlm import LayoutLMConfig, LayoutLMTagger, entity_f1, init_box_tables, predict_tags, train_tagger, word_tags
+from llmcourse.layoutlm import LayoutLMConfig, LayoutLMTagger, entity_f1, init_box_tables, layoutlm_from_bert, predict_tags, train_tagger, word_tags
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import record, write_section, machine_line
 from lesson_data import lesson_data, per_field
 
 NAME = "layoutlm_spatial_bias"
-VARIANTS = {"layout": (True, False), "text only": (False, False), "layout + 2-D bias": (True, True), "text + 2-D bias": (False, True)}
+VARIANTS = {"layout": (True, False), "text only": (False, False), "layout + 2-D bias": (True, True), "text + 2-D bias": (False, True),
+            "MiniLM layout": (True, False), "MiniLM text only": (False, False), "MiniLM text + 2-D bias": (False, True)}
+_minilm = []
+def minilm():
+    "Lesson 07's MiniLM, loaded once."
+    if not _minilm:
+        from llmcourse.bert import bert_from_pretrained
+        from llmcourse.data import minilm_dir
+        _minilm.append(bert_from_pretrained(minilm_dir()))
+    return _minilm[0]
 
 class SpatialBiasTagger(nn.Module):
     "A `LayoutLMTagger` whose attention scores also get a learned bias for the bucketed x and y distance between boxes."
@@ -64,10 +75,16 @@ class SpatialBiasTagger(nn.Module):
 def run(name, seed, steps, enc, true):
     layout, spatial = VARIANTS[name]
     seed_everything(seed)
-    m = init_box_tables(LayoutLMTagger(LayoutLMConfig.tiny(dropout=0.0, attn_dropout=0.0), use_layout=layout))
+    if name.startswith("MiniLM"):
+        m = layoutlm_from_bert(minilm(), n_layers=2, use_layout=layout, dropout=0.0, attn_dropout=0.0)
+        m.layoutlm.bert.embeddings.word.weight.requires_grad_(False)  # the token table stays as MiniLM learned it
+        recipe = dict(batch_size=4, lr=1e-3, eval_every=40)
+    else:
+        m = init_box_tables(LayoutLMTagger(LayoutLMConfig.tiny(dropout=0.0, attn_dropout=0.0), use_layout=layout))
+        recipe = dict(lr=5e-3)
     if spatial: m = SpatialBiasTagger(m)
     c0 = time.process_time()
-    m, h = train_tagger(m, enc["train"], enc["valid"], steps=steps, lr=5e-3, seed=seed)
+    m, h = train_tagger(m, enc["train"], enc["valid"], steps=steps, seed=seed, **recipe)
     pred = predict_tags(m, enc["valid"])
     row = dict(variant=name, seed=seed, steps=steps, layout=layout, spatial_bias=spatial, valid_f1=entity_f1(true, pred),
                valid_curve=h.series("valid_f1")[1], per_field=per_field(true, pred), cpu_s=time.process_time() - c0)
@@ -75,7 +92,7 @@ def run(name, seed, steps, enc, true):
     return row
 
 def write_table(rows):
-    lines = [f"The lesson's tiny tagger from scratch (600 steps of 16, lr 5e-3), with and without a LayoutLMv2-style relative 2-D "
+    lines = [f"The lesson's tiny tagger from scratch (steps of 16, lr 5e-3) and MiniLM cut to 2 blocks (steps of 4, lr 1e-3), with and without a LayoutLMv2-style relative 2-D "
              f"attention bias; scored on the lesson's 8 validation templates (96 invoices; test templates not scored); {machine_line()}.", "",
              "| variant | steps | seed | validation entity F1 (best step) | INVOICE_NO | DATE | TOTAL | train CPU s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows.values(), key=lambda r: (list(VARIANTS).index(r["variant"]), r["steps"], r["seed"])):
@@ -86,12 +103,12 @@ def write_table(rows):
     lines += ["", "Mean over seeds: " + "; ".join(f"{v} ({s} steps) {np.mean(f):.3f} (n={len(f)}, {min(f):.3f}-{max(f):.3f})"
                                                  for (v, s), f in sorted(means.items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), kv[0][1]))) + "."]
     lines += ["", "One template draw (the lesson's); the from-scratch recipe moves by up to 0.09 in validation F1 between draws "
-              "(layoutlm_seeds). CPU seconds include the validation passes (every 100 steps)."]
+              "(layoutlm_seeds). CPU seconds include the validation passes (every 100 steps tiny, 40 MiniLM)."]
     write_section(__file__, NAME, "\n".join(lines))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variants", nargs="*"); ap.add_argument("--seeds", default="0,1"); ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("variants", nargs="*"); ap.add_argument("--seeds", default="0,1"); ap.add_argument("--steps", type=int, default=None, help="default 600 (tiny), 240 (MiniLM)")
     ap.add_argument("--table", action="store_true")
     a = ap.parse_args()
     if unknown := [v for v in a.variants if v not in VARIANTS]: sys.exit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
@@ -103,7 +120,8 @@ def main():
     true = [word_tags(e) for e in enc["valid"]]
     for seed in [int(s) for s in a.seeds.split(",")]:
         for v in a.variants or list(VARIANTS):
-            rows[(v, seed, a.steps)] = run(v, seed, a.steps, enc, true)
+            steps = a.steps or (240 if v.startswith("MiniLM") else 600)
+            rows[(v, seed, steps)] = run(v, seed, steps, enc, true)
             record(__file__, NAME, dict(rows=list(rows.values())))
             write_table(rows)
 
