@@ -6,21 +6,17 @@ Docs: https://llmcourse.github.io/llmcourse/layoutlm.html.md"""
 
 # %% ../nbs/09c_layoutlm.ipynb #3a00e5bb
 from __future__ import annotations
-import json, math, re
+import json, re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['PAGE_SIZE', 'FIELDS', 'LABELS', 'KEYS', 'MONTHS', 'ITEMS', 'PAD_LABEL', 'BOX_SCALE_FROM_BERT', 'FUNSD_LABELS',
-           'find_fonts', 'load_font', 'normalize_box', 'Document', 'PageWriter', 'random_date', 'random_amount',
-           'money', 'random_values', 'Template', 'render_invoice', 'make_templates', 'split_templates',
-           'make_documents', 'ocr_noise', 'encode_words', 'encode_document', 'word_tags', 'collate', 'LayoutLMConfig',
-           'LayoutEmbeddings', 'LayoutLM', 'LayoutLMTagger', 'layoutlm_state_dict_from_hf', 'layoutlm_config_from_hf',
-           'hf_layoutlm_config', 'layoutlm_from_hf', 'layoutlm_to_hf', 'layoutlm_from_pretrained', 'entity_spans',
-           'entity_counts', 'f1_from_counts', 'entity_f1', 'bootstrap_f1', 'init_box_tables', 'layoutlm_from_bert',
-           'predict_tags', 'train_tagger', 'read_funsd', 'save_funsd']
+__all__ = ['PAD_LABEL', 'BOX_SCALE_FROM_BERT', 'FUNSD_LABELS', 'encode_words', 'encode_document', 'word_tags', 'collate',
+           'LayoutLMConfig', 'LayoutEmbeddings', 'LayoutLM', 'LayoutLMTagger', 'layoutlm_state_dict_from_hf',
+           'layoutlm_config_from_hf', 'hf_layoutlm_config', 'layoutlm_from_hf', 'layoutlm_to_hf',
+           'layoutlm_from_pretrained', 'entity_spans', 'entity_counts', 'f1_from_counts', 'entity_f1', 'bootstrap_f1',
+           'init_box_tables', 'layoutlm_from_bert', 'predict_tags', 'train_tagger', 'read_funsd', 'save_funsd']
 
 # %% ../nbs/09c_layoutlm.ipynb #d75ff212
 import numpy as np
@@ -28,270 +24,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from dataclasses import asdict
 from .transformer import sinusoidal_positions
 from .data import FUNSD # lesson 01's registry holds every data set
 from .core import History, seed_everything, warmup_scheduler
+from .invoices import LABELS, Document # the page generator of this lesson, exported to its own module
 from .bert import (Bert, BertConfig, BertOutput, BertEmbeddings, bert_state_dict_from_hf, bert_config_from_hf,
                             hf_bert_config, _init_bert_weights)
-
-# %% ../nbs/09c_layoutlm.ipynb #75deb7c9
-PAGE_SIZE = (850, 1100) # width, height in pixels: a US-letter page at 100 dots per inch
-
-def find_fonts(
-    folders:Sequence[str]=("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts"), # where to look
-    limit:int=6, # keep at most this many TrueType files
-) -> list[str]:
-    "Paths of TrueType fonts on this machine (DejaVu and Liberation first), plus 'default': Pillow's own font."
-    found = sorted({str(p) for f in folders if Path(f).is_dir() for p in Path(f).rglob("*.ttf")},
-                   key=lambda p: (not re.search("DejaVu|Liberation", p), bool(re.search("Bold|Italic|Oblique|Light|Math", p)), p))
-    return found[:limit] + ["default"]
-
-@lru_cache(maxsize=256)
-def load_font(
-    name:str, # a TrueType path from `find_fonts`, or 'default'
-    size:int, # the font size in pixels
-) -> ImageFont.FreeTypeFont:
-    "The Pillow font `name` at `size` pixels; 'default' is Pillow's built-in font, available everywhere."
-    return ImageFont.load_default(size=size) if name == "default" else ImageFont.truetype(name, size)
-
-# %% ../nbs/09c_layoutlm.ipynb #991b2865
-def normalize_box(
-    box:Sequence[float], # (x0, y0, x1, y1) in pixels
-    width:int, # the page width in pixels
-    height:int, # the page height in pixels
-) -> list[int]:
-    "`box` in LayoutLM's coordinates: integers from 0 to 1000 along each side of the page."
-    x0, y0, x1, y1 = box
-    if not (0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height):
-        raise ValueError(f"box {tuple(box)} is not inside the {width}x{height} page (or x0 > x1, y0 > y1); clip it first.")
-    return [int(1000 * (x0 / width)), int(1000 * (y0 / height)), int(1000 * (x1 / width)), int(1000 * (y1 / height))]
-
-# %% ../nbs/09c_layoutlm.ipynb #7048b63b
-FIELDS = ("INVOICE_NO", "DATE", "TOTAL") # what the model must find
-LABELS = ("O",) + tuple(f"{p}-{f}" for f in FIELDS for p in "BI") # BIO tags: B- begins a field, I- continues it
-
-@dataclass
-class Document:
-    "A rendered page: its words in reading order, their pixel boxes and BIO labels, and how to draw it again."
-    words: list[str] # the words, in the order an OCR engine would read them
-    boxes: list[tuple[int, int, int, int]] # (x0, y0, x1, y1) of each word in pixels
-    labels: list[str] # a BIO tag from `LABELS` per word
-    sizes: list[int] # the font size of each word in pixels
-    font: str # the font the page is set in (a path, or 'default')
-    template: str # the name of the template it was made from
-    size: tuple[int, int] = PAGE_SIZE # (width, height) of the page
-
-    def norm_boxes(self) -> list[list[int]]:
-        "The boxes in 0-1000 page coordinates (`normalize_box`)."
-        return [normalize_box(b, *self.size) for b in self.boxes]
-
-    def render(self) -> Image.Image:
-        "The page as a white RGB image with the words drawn in black."
-        img = Image.new("RGB", self.size, "white")
-        draw = ImageDraw.Draw(img)
-        for w, b, s in zip(self.words, self.boxes, self.sizes): draw.text((b[0], b[1]), w, fill="black", font=load_font(self.font, s), anchor="lt")
-        return img
-
-# %% ../nbs/09c_layoutlm.ipynb #cf6a802e
-class PageWriter:
-    "Lays words out on a page with Pillow, in reading order; each word's box is what Pillow measures for it."
-    def __init__(self, font:str, size:tuple[int, int]=PAGE_SIZE): # a font from `find_fonts`; the page size in pixels
-        self.font, self.size = font, size
-        self.draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-        self.words, self.boxes, self.labels, self.sizes = [], [], [], []
-
-    def line(self,
-             x:float, y:float, # where the line starts, in pixels (left, top)
-             text:str, # the words, separated by spaces
-             field:str|None=None, # the field these words are (one of `FIELDS`), or None
-             size:int=16, # font size in pixels
-            ) -> float:
-        "Write `text` at (`x`, `y`) and return the x where it ends."
-        font = load_font(self.font, size)
-        space = self.draw.textlength(" ", font=font)
-        for i, w in enumerate(text.split()):
-            x0, y0, x1, y1 = self.draw.textbbox((x, y), w, font=font, anchor="lt")
-            box = (max(0, int(x0)), max(0, int(y0)), min(self.size[0], math.ceil(x1)), min(self.size[1], math.ceil(y1)))
-            self.words.append(w); self.boxes.append(box); self.sizes.append(size)
-            self.labels.append("O" if field is None else f"{'B' if i == 0 else 'I'}-{field}")
-            x = x1 + space
-        return x
-
-    def width(self, text:str, size:int=16) -> float: # the words; the font size in pixels
-        "How wide `text` is in pixels."
-        return self.draw.textlength(text, font=load_font(self.font, size))
-
-    def document(self, template:str) -> Document: # the template's name
-        "The page written so far as a `Document`."
-        return Document(self.words, self.boxes, self.labels, self.sizes, self.font, template, self.size)
-
-# %% ../nbs/09c_layoutlm.ipynb #e5cee53c
-KEYS = {"INVOICE_NO": ["Invoice no.", "Invoice #", "Invoice number", "Ref."], "DATE": ["Date", "Invoice date", "Issued"],
-        "TOTAL": ["Total", "Amount due", "Total due", "Balance due"], "order": ["Order no.", "PO number", "Customer ID"],
-        "due": ["Payment due", "Pay by", "Due"], "subtotal": ["Subtotal", "Net amount"], "tax": ["Tax", "VAT"],
-        "shipping": ["Shipping", "Freight"]} # what a page may call each field and each distractor
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-ITEMS = "Widget Bolt Cable Adapter Bracket Sensor Hinge Valve Filter Gasket Spring Clamp".split()
-
-def random_date(rng:np.random.Generator) -> str: # random numbers
-    "A date in one of four formats: '12 Mar 2025', '2025-03-12', '03/12/2025', 'March 12, 2025'."
-    y, m, d = int(rng.integers(2019, 2027)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
-    return [f"{d} {MONTHS[m-1]} {y}", f"{y}-{m:02d}-{d:02d}", f"{m:02d}/{d:02d}/{y}", f"{MONTHS[m-1]}. {d}, {y}"][rng.integers(4)]
-
-def random_amount(rng:np.random.Generator, low:float=5, high:float=5000) -> float: # random numbers; the range
-    "An amount of money, log-uniform between `low` and `high`, in cents."
-    return round(math.exp(rng.uniform(math.log(low), math.log(high))), 2)
-
-def money(x:float, currency:str="$") -> str: # the amount; a symbol in front of it, or ''
-    "`x` as it is printed on an invoice: '$1,234.50'."
-    return f"{currency}{x:,.2f}"
-
-def random_values(rng:np.random.Generator) -> dict: # random numbers
-    "The values of one invoice: fields, distractors and the items, with a total that adds up."
-    items = [(str(rng.choice(ITEMS)), int(rng.integers(1, 10)), random_amount(rng, 2, 400)) for _ in range(int(rng.integers(2, 6)))]
-    sub = sum(q * p for _, q, p in items); tax = round(sub * float(rng.choice([0.05, 0.08, 0.1, 0.2])), 2)
-    ship = random_amount(rng, 5, 80)
-    inv = [f"INV-{rng.integers(10000, 99999)}", f"{rng.integers(100000, 999999)}", f"A{rng.integers(1000, 9999)}-{rng.integers(10, 99)}"][rng.integers(3)]
-    return dict(INVOICE_NO=inv, DATE=random_date(rng), TOTAL=sub + tax + ship, order=str(rng.integers(10000, 99999)),
-                due=random_date(rng), subtotal=sub, tax=tax, shipping=ship, items=items, currency=str(rng.choice(["$", "", "€"])))
-
-# %% ../nbs/09c_layoutlm.ipynb #bbabf902
-@dataclass
-class Template:
-    "How one kind of invoice is laid out: where its blocks go and in which order an OCR engine reads them."
-    name: str # a short name
-    header: str # 'right': each value right of its key; 'below': a row of keys, the row of values under it
-    header_order: tuple[str, ...] # the keys of the header block, in order (fields and distractors)
-    header_at: tuple[float, float] # (x, y) of the header block, as fractions of the page
-    summary: str # 'right': each amount right of its key; 'columns': the column of keys, then the column of amounts
-    summary_order: tuple[str, ...] # the rows of the summary block, top to bottom
-    summary_at: tuple[float, float] # (x, y) of the summary block, as fractions of the page (y counts after the items)
-    title: str = "INVOICE" # the word printed at the top
-
-    def __post_init__(self):
-        for k in self.header_order + self.summary_order:
-            if k not in KEYS: raise ValueError(f"template {self.name!r}: unknown key {k!r}; use one of {list(KEYS)}")
-        if self.header not in ("right", "below") or self.summary not in ("right", "columns"):
-            raise ValueError(f"template {self.name!r}: header is 'right' or 'below', summary 'right' or 'columns'.")
-
-# %% ../nbs/09c_layoutlm.ipynb #09afc607
-def render_invoice(
-    template:Template, # the layout
-    rng:np.random.Generator, # random values, positions, sizes
-    font:str="default", # a font from `find_fonts`
-) -> Document:
-    "One invoice of `template` with random values, its blocks moved a little and its text in `font` at a random size."
-    v = random_values(rng)
-    W, H = PAGE_SIZE
-    s = int(rng.integers(13, 19))  # body font size in pixels
-    p = PageWriter(font)
-    cur = v["currency"]
-    text = lambda k: money(v[k], cur) if k in ("TOTAL", "subtotal", "tax", "shipping") else v[k]
-    key = lambda k: str(rng.choice(KEYS[k]))
-    field = lambda k: k if k in FIELDS else None
-    # the letterhead: title and a company address full of numbers that are none of the fields
-    x0 = W * rng.uniform(0.05, 0.1); y = H * rng.uniform(0.03, 0.06)
-    p.line(x0, y, template.title, size=s * 2)
-    y += s * 3
-    for t in (f"{rng.choice(['Acme', 'Nordic', 'Blue', 'Delta'])} {rng.choice(['Supplies', 'Parts', 'Tools'])} Ltd",
-              f"{rng.integers(1, 300)} {rng.choice(['Main', 'Mill', 'Station'])} Street", f"Tel. {rng.integers(100, 999)}-{rng.integers(1000, 9999)}"):
-        p.line(x0, y, t, size=s); y += s * 1.5
-    # the header block
-    hx, hy = W * (template.header_at[0] + rng.uniform(-0.03, 0.03)), max(y + s, H * (template.header_at[1] + rng.uniform(-0.02, 0.03)))
-    if template.header == "right":
-        keys = [key(k) for k in template.header_order]
-        col = max(p.width(k, s) for k in keys) + s * rng.uniform(1, 3)
-        for k, name in zip(template.header_order, keys):
-            p.line(hx, hy, name, size=s); p.line(hx + col, hy, text(k), field(k), size=s); hy += s * 1.6
-    else:
-        keys = [key(k) for k in template.header_order]
-        cols = [max(p.width(n, s), p.width(text(k), s)) + s * 1.5 for k, n in zip(template.header_order, keys)]
-        xs = hx + np.concatenate([[0], np.cumsum(cols)[:-1]])
-        for x, n in zip(xs, keys): p.line(x, hy, n, size=s)
-        for x, k in zip(xs, template.header_order): p.line(x, hy + s * 1.6, text(k), field(k), size=s)
-        hy += s * 3.2
-    # the items: description, quantity, unit price, amount
-    y = max(hy, y) + s * rng.uniform(1.5, 3)
-    cx = [W * 0.08, W * 0.45, W * 0.58, W * 0.75]
-    for x, t in zip(cx, ("Description", "Qty", "Price", "Amount")): p.line(x, y, t, size=s)
-    for name, q, price in v["items"]:
-        y += s * 1.5
-        for x, t in zip(cx, (f"{name} {rng.choice(['A', 'B', 'XL', 'mk2'])}", str(q), money(price, cur), money(q * price, cur))): p.line(x, y, t, size=s)
-    # the summary block
-    sx, sy = W * (template.summary_at[0] + rng.uniform(-0.03, 0.03)), y + s * (2 + template.summary_at[1] * 10 + rng.uniform(0, 1))
-    names = [key(k) for k in template.summary_order]
-    col = max(p.width(n, s) for n in names) + s * rng.uniform(1, 3)
-    sx = min(sx, W - col - p.width("$99,999.99", s) - 10)
-    if template.summary == "right":
-        for i, (k, n) in enumerate(zip(template.summary_order, names)):
-            p.line(sx, sy + i * s * 1.6, n, size=s); p.line(sx + col, sy + i * s * 1.6, text(k), field(k), size=s)
-    else:
-        for i, n in enumerate(names): p.line(sx, sy + i * s * 1.6, n, size=s)
-        for i, k in enumerate(template.summary_order): p.line(sx + col, sy + i * s * 1.6, text(k), field(k), size=s)
-    y = sy + len(names) * s * 1.6 + s * 2
-    p.line(x0, min(y, H - 3 * s), str(rng.choice(["Thank you for your business.", "Payment within 30 days, please.", "Questions? Call us."])), size=s)
-    return p.document(template.name)
-
-# %% ../nbs/09c_layoutlm.ipynb #cb235fa5
-def make_templates(
-    n:int=24, # how many templates
-    seed:int=0, # the random layouts are the same for the same seed
-) -> list[Template]:
-    "`n` random invoice layouts: key orders, block positions and styles drawn at random, distractors included."
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        hdr = ["INVOICE_NO", "DATE"] + list(rng.choice(["order", "due"], size=int(rng.integers(1, 3)), replace=False))
-        summ = ["TOTAL"] + list(rng.choice(["subtotal", "tax", "shipping"], size=int(rng.integers(1, 4)), replace=False))
-        header = str(rng.choice(["right", "below"]))
-        out.append(Template(f"T{i:02d}", header, tuple(str(k) for k in rng.permutation(hdr)),
-                            (float(rng.uniform(0.05, 0.12)) if header == "below" else float(rng.choice([0.06, 0.5, 0.55])), float(rng.uniform(0.14, 0.2))),
-                            str(rng.choice(["right", "columns"])), tuple(str(k) for k in rng.permutation(summ)),
-                            (float(rng.uniform(0.3, 0.6)), float(rng.uniform(0, 1))), str(rng.choice(["INVOICE", "Invoice", "TAX INVOICE", "Bill"]))))
-    return out
-
-def split_templates(
-    templates:Sequence[Template], # all layouts
-    n_valid:int=4, # layouts kept to choose on
-    n_test:int=4, # layouts kept to report on, once
-) -> dict[str, list[Template]]:
-    "{'train', 'valid', 'test'}: disjoint sets of layouts (the last `n_test` are test, the `n_valid` before them validation)."
-    if n_valid + n_test >= len(templates): raise ValueError(f"{len(templates)} templates leave none to train on with {n_valid} validation and {n_test} test.")
-    k = len(templates) - n_valid - n_test
-    return dict(train=list(templates[:k]), valid=list(templates[k:k + n_valid]), test=list(templates[k + n_valid:]))
-
-def make_documents(
-    templates:Sequence[Template], # the layouts to draw from
-    n_per_template:int, # documents per layout
-    seed:int=0, # random values, fonts, sizes
-    fonts:Sequence[str]|None=None, # fonts to pick from; default `find_fonts()`
-) -> list[Document]:
-    "`n_per_template` random invoices of every template, each in a font picked at random."
-    rng = np.random.default_rng(seed)
-    fonts = list(fonts or find_fonts())
-    return [render_invoice(t, rng, str(rng.choice(fonts))) for t in templates for _ in range(n_per_template)]
-
-# %% ../nbs/09c_layoutlm.ipynb #50abe753
-def ocr_noise(
-    doc:Document, # a clean page
-    rng:np.random.Generator, # random choices
-    jitter:int=3, # move each box edge by up to this many pixels
-    p_split:float=0.05, # split a word in two with this probability (the right half continues its field)
-) -> Document:
-    "`doc` as a real OCR engine might read it: boxes a little off, some words broken in two."
-    words, boxes, labels, sizes = [], [], [], []
-    W, H = doc.size
-    for w, b, l, s in zip(doc.words, doc.boxes, doc.labels, doc.sizes):
-        x0, y0, x1, y1 = (int(np.clip(c + rng.integers(-jitter, jitter + 1), 0, lim)) for c, lim in zip(b, (W, H, W, H)))
-        x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
-        if len(w) > 3 and rng.random() < p_split:
-            k = int(rng.integers(1, len(w))); xm = x0 + (x1 - x0) * k // len(w)
-            words += [w[:k], w[k:]]; boxes += [(x0, y0, xm, y1), (xm, y0, x1, y1)]
-            labels += [l, l if l == "O" else "I-" + l[2:]]; sizes += [s, s]
-        else: words.append(w); boxes.append((x0, y0, x1, y1)); labels.append(l); sizes.append(s)
-    return Document(words, boxes, labels, sizes, doc.font, doc.template, doc.size)
 
 # %% ../nbs/09c_layoutlm.ipynb #d8be3e7a
 PAD_LABEL = -100 # the label of positions the loss skips: special tokens and padding

@@ -6,10 +6,10 @@ import pytest
 import torch
 import transformers
 from torch.testing import assert_close
-from llmcourse.layoutlm import (LABELS, Document, LayoutLM, LayoutLMConfig, LayoutLMTagger, bootstrap_f1, entity_counts,
-                                entity_f1, hf_layoutlm_config, init_box_tables, layoutlm_config_from_hf, layoutlm_from_hf,
-                                layoutlm_from_pretrained, layoutlm_state_dict_from_hf, layoutlm_to_hf, make_documents,
-                                make_templates, normalize_box, ocr_noise, read_funsd, save_funsd, split_templates)
+from llmcourse.invoices import LABELS, make_documents, make_templates, normalize_box, ocr_noise, split_templates
+from llmcourse.layoutlm import (LayoutLM, LayoutLMConfig, LayoutLMTagger, bootstrap_f1, entity_counts, entity_f1, hf_layoutlm_config,
+                                init_box_tables, layoutlm_config_from_hf, layoutlm_from_hf, layoutlm_from_pretrained,
+                                layoutlm_state_dict_from_hf, layoutlm_to_hf, read_funsd, save_funsd)
 
 transformers.logging.set_verbosity_error()
 TOL = dict(atol=1e-5, rtol=1e-5) # the lesson's parity tolerance

@@ -14,7 +14,8 @@ import sys, time
 import torch
 from llmcourse.core import seed_everything
 from llmcourse.transformer import sinusoidal_positions
-from llmcourse.layoutlm import (FIELDS, PAD_LABEL, LayoutLMConfig, LayoutLMTagger, collate, entity_f1, init_box_tables, predict_tags,
+from llmcourse.invoices import FIELDS
+from llmcourse.layoutlm import (PAD_LABEL, LayoutLMConfig, LayoutLMTagger, collate, entity_f1, init_box_tables, predict_tags,
                                 train_tagger, word_tags)
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from harness import record, write_section, machine_line

@@ -12,8 +12,9 @@ import torch
 import transformers
 from llmcourse.core import seed_everything
 from llmcourse.data import minilm_dir
+from llmcourse.invoices import make_documents, make_templates, ocr_noise, split_templates
 from llmcourse.layoutlm import (LayoutLMConfig, LayoutLMTagger, bootstrap_f1, encode_document, entity_counts, init_box_tables,
-                                make_documents, make_templates, ocr_noise, predict_tags, split_templates, train_tagger, word_tags)
+                                predict_tags, train_tagger, word_tags)
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from harness import record, write_section, machine_line
 

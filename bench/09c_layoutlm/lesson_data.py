@@ -3,7 +3,8 @@ training and validation (the test templates are generated but never encoded), an
 import numpy as np
 import transformers
 from llmcourse.data import minilm_dir
-from llmcourse.layoutlm import FIELDS, encode_document, entity_f1, make_documents, make_templates, ocr_noise, split_templates
+from llmcourse.invoices import FIELDS, make_documents, make_templates, ocr_noise, split_templates
+from llmcourse.layoutlm import encode_document, entity_f1
 
 def lesson_data(draw:int=1):
     """The tokenizer and the encoded train and valid documents: 800 training templates x 3, 8 validation templates x 12.
