@@ -110,7 +110,10 @@ def score(model, waves, texts, vocab, beam):
     t0 = time.perf_counter(); hyps = transcribe_ctc(model, waves, vocab, beam)
     return hyps, sum(len(t.split()) for t in texts), sum(edit_distance(t.split(), h.split()) for t, h in zip(texts, hyps)), time.perf_counter() - t0
 
-def read(path): return json.loads(path.read_text())["results"] if path.exists() else dict(rows=[], runs={})
+def read(path):
+    "The validation rows and runs recorded so far."
+    r = json.loads(path.read_text())["results"] if path.exists() else {}
+    return dict(rows=r.get("rows", []), runs=r.get("runs", {}))
 
 def pretrain(speakers, name):
     cpu0 = time.process_time()
@@ -187,9 +190,18 @@ def report():
              f"Step 1, validation only: fold {HELD_OUT} (its 200 validation utterances), 50 labelled clips per speaker, `CTCRecipe.slow()` with "
              f"{STEPS} steps, `PretrainRecipe.slow()` with {PRE.steps} steps ({PRE.warmup} warm-up) on the fold's three other speakers"
              + (f" (contrastive accuracy {fold['accuracy']:.1%} over its last 20 steps)" if fold else "") + "; greedy decoding. "
-             "One change at a time against `base` (see the script's docstring); every scratch run starts from the same random weights. "
-             "CPU s: process time of the fine-tuning (one thread), pretraining not included.", "",
+             "One change at a time against `base` (see the script's docstring); every scratch run here starts from the same random weights. "
+             "The `base` rows come from `longer_finetune.py` (same fold, budget, schedule, data seed and pretraining seed; its pretraining reached the same "
+             "contrastive accuracy, so the pretrained start is the same checkpoint; its scratch start is another random draw). "
+             "CPU s: process time of the fine-tuning (one thread), pretraining not included; fine-tune s is wall-clock and grows with the "
+             "machine's load (these runs shared the 2 cores with higher-priority jobs, load average about 6), so compare CPU s.", "",
              "| recipe | start | " + " | ".join(f"WER at step {s}" for s in EVAL_AT) + " | fine-tune s | CPU s |", "| --- | --- |" + " --- |" * (len(EVAL_AT) + 2)]
+    before = HERE/"longer_finetune_pretrain3000_budget50.json"  # the base recipe, run before by longer_finetune.py: the same fold, budget,
+    if before.exists():                                          # schedule, seed and 3000-step pretraining (the same checkpoint: its accuracy is the same)
+        b = json.loads(before.read_text())["results"]
+        for init in ("scratch", "pretrained"):
+            g = sorted((x for x in b["rows"] if x["init"] == init), key=lambda x: x["step"])
+            lines.append(f"| base (`longer_finetune.py`) | {init} | " + " | ".join(pct(x["errors"] / x["words"]) for x in g) + f" | {g[0]['train_seconds']:.0f} | - |")
     for key, meta in res["runs"].items():
         name, init, budget = key.split("/")
         if int(budget) != 50: continue
@@ -198,7 +210,7 @@ def report():
     if CHOSEN:
         lines += ["", f"Chosen on validation for step 2: `{CHOSEN}` (the lowest pretrained WER at any checkpoint above)."]
         rows = step2_rows(res["rows"])
-        if any(x["beam"] for x in rows):
+        if any(x["budget"] != 50 or x["beam"] for x in rows):
             lines += ["", f"Step 2, validation (fold {HELD_OUT}), recipe `{CHOSEN}`: every checkpoint and decoding validation chooses among.", "",
                       "| clips per speaker | start | " + " | ".join(f"step {s} greedy / beam 8" for s in BEAM_AT) + " |", "| --- | --- |" + " --- |" * len(BEAM_AT)]
             for budget in sorted({x["budget"] for x in rows}):
