@@ -207,6 +207,8 @@ def report():
         if int(budget) != 50: continue
         g = sorted((x for x in res["rows"] if (x["recipe"], x["init"], x["budget"], x["beam"]) == (name, init, 50, 0)), key=lambda x: x["step"])
         lines.append(f"| {name} | {init} | " + " | ".join(pct(x["errors"] / x["words"]) for x in g) + f" | {meta['train_seconds']:.0f} | {meta['cpu_seconds']:.0f} |")
+    if not CHOSEN:
+        lines += ["", "Step 2 has not run: no recipe is frozen yet, and this script has not scored the test speakers."]
     if CHOSEN:
         lines += ["", f"Chosen on validation for step 2: `{CHOSEN}` (the lowest pretrained WER at any checkpoint above)."]
         rows = step2_rows(res["rows"])
