@@ -117,9 +117,10 @@ class BertLayer(nn.Module):
     def forward(self,
                 x:Tensor, # (B, T, E) hidden states
                 key_padding_mask:Tensor|None=None, # (B, T), True at padding (no query attends to it)
+                attn_mask:Tensor|None=None, # (B*h, T, T) added to the attention scores (a relative-position bias), or True where hidden
                ) -> Tensor:
         "(B, T, E) -> (B, T, E)."
-        x = self.norm1(x + self.dropout(self.attn(x, key_padding_mask=key_padding_mask)))  # (B, T, E)
+        x = self.norm1(x + self.dropout(self.attn(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask)))  # (B, T, E)
         return self.norm2(x + self.dropout(self.ff(x)))  # (B, T, E)
 
 # %% ../nbs/07_bert.ipynb #d5b252dc

@@ -16,7 +16,8 @@ __all__ = ['PAD_LABEL', 'BOX_SCALE_FROM_BERT', 'FUNSD_LABELS', 'encode_words', '
            'LayoutLMConfig', 'LayoutEmbeddings', 'LayoutLM', 'LayoutLMTagger', 'layoutlm_state_dict_from_hf',
            'layoutlm_config_from_hf', 'hf_layoutlm_config', 'layoutlm_from_hf', 'layoutlm_to_hf',
            'layoutlm_from_pretrained', 'entity_spans', 'entity_counts', 'f1_from_counts', 'entity_f1', 'bootstrap_f1',
-           'init_box_tables', 'layoutlm_from_bert', 'predict_tags', 'train_tagger', 'read_funsd', 'save_funsd']
+           'init_box_tables', 'layoutlm_from_bert', 'predict_tags', 'train_tagger', 'SpatialBias', 'read_funsd',
+           'save_funsd']
 
 # %% ../nbs/09c_layoutlm.ipynb #d75ff212
 import numpy as np
@@ -81,6 +82,10 @@ def collate(
 class LayoutLMConfig(BertConfig):
     "Sizes of a LayoutLM: a `BertConfig` and the 2-D position tables."
     max_2d_positions: int = 1024 # rows of each coordinate table; boxes are in 0-1000
+    spatial_bias: bool = False # add LayoutLMv2's relative 2-D attention bias (`SpatialBias`, later in this lesson)
+    bias_buckets: int = 64 # buckets of horizontal (and of vertical) distance in that bias, half of them per direction
+    bias_max_distance: int = 256 # distances, in 0-1000 page units, from which on the bias shares its last bucket
+    bias_y_edge: str = "top" # the vertical distance is between the boxes' top edges, or 'bottom' ones (transformers' LayoutLMv2/v3)
 
     @classmethod
     def tiny(cls, vocab_size:int=30522, **kw) -> LayoutLMConfig:
@@ -137,6 +142,7 @@ class LayoutLM(nn.Module):
         self.bert = Bert(cfg, pooler=pooler)  # the encoder blocks and the pooler of lesson 07
         self.bert.embeddings = LayoutEmbeddings(cfg)  # the one part LayoutLM changes
         self.bert.embeddings.apply(_init_bert_weights)
+        self.spatial = SpatialBias(cfg) if cfg.spatial_bias else None  # LayoutLMv2's addition, built later in this lesson
 
     def forward(self,
                 input_ids:Tensor, # (B, T) token ids
@@ -144,12 +150,17 @@ class LayoutLM(nn.Module):
                 attention_mask:Tensor|None=None, # (B, T), 1 at real tokens, 0 at padding
                 token_type_ids:Tensor|None=None, # (B, T) segment ids
                 inputs_embeds_hook=None, # a function applied to the (B, T, E) input vectors (for saliency); None: nothing
+                box_embeddings:bool=True, # False: no box vectors in the input (the boxes then reach only the spatial bias)
                ) -> BertOutput:
         "Hidden states (B, T, E) and the pooled `[CLS]` vector (B, E) of a page's tokens and boxes."
         kpm = None if attention_mask is None else attention_mask == 0  # (B, T) True at padding
-        x = self.bert.embeddings(input_ids, bbox, token_type_ids)  # (B, T, E)
+        x = self.bert.embeddings(input_ids, bbox if box_embeddings else None, token_type_ids)  # (B, T, E)
         if inputs_embeds_hook is not None: x = inputs_embeds_hook(x)
-        for layer in self.bert.layers: x = layer(x, key_padding_mask=kpm)  # (B, T, E)
+        bias = None
+        if self.spatial is not None:
+            if bbox is None: raise ValueError("this LayoutLM has a spatial attention bias, which needs the boxes: pass bbox.")
+            bias = self.spatial(bbox)  # (B*h, T, T), the same for every block
+        for layer in self.bert.layers: x = layer(x, key_padding_mask=kpm, attn_mask=bias)  # (B, T, E)
         pooled = torch.tanh(self.bert.pooler(x[:, 0])) if self.bert.pooler is not None else None  # (B, E)
         return BertOutput(x, pooled, None)
 
@@ -158,7 +169,7 @@ class LayoutLMTagger(nn.Module):
     def __init__(self,
                  cfg:LayoutLMConfig, # the model's sizes
                  n_labels:int=len(LABELS), # how many tags
-                 use_layout:bool=True, # False: ignore the boxes, a plain BERT tagger on the same text
+                 use_layout:bool=True, # False: no box vectors in the input; a plain BERT tagger unless `cfg.spatial_bias`
                 ):
         super().__init__()
         self.cfg, self.use_layout = cfg, use_layout
@@ -169,13 +180,13 @@ class LayoutLMTagger(nn.Module):
 
     def forward(self,
                 input_ids:Tensor, # (B, T) token ids
-                bbox:Tensor|None=None, # (B, T, 4) boxes in 0-1000 (not used when `use_layout` is False)
+                bbox:Tensor|None=None, # (B, T, 4) boxes in 0-1000 (not used when `use_layout` is False and there is no spatial bias)
                 attention_mask:Tensor|None=None, # (B, T), 1 at real tokens, 0 at padding
                 token_type_ids:Tensor|None=None, # (B, T) segment ids
                 inputs_embeds_hook=None, # passed to `LayoutLM`
                ) -> Tensor:
         "(B, T, n_labels) logits."
-        h = self.layoutlm(input_ids, bbox if self.use_layout else None, attention_mask, token_type_ids, inputs_embeds_hook).last_hidden_state
+        h = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, inputs_embeds_hook, box_embeddings=self.use_layout).last_hidden_state
         return self.classifier(self.dropout(h))  # (B, T, n_labels)
 
 # %% ../nbs/09c_layoutlm.ipynb #b64e3f50
@@ -216,6 +227,7 @@ def layoutlm_to_hf(model:nn.Module): # our `LayoutLM` or `LayoutLMTagger`
     "The `transformers` model (`LayoutLMModel` or `LayoutLMForTokenClassification`) with `model`'s weights."
     import transformers
     tagger = isinstance(model, LayoutLMTagger)
+    if model.cfg.spatial_bias: raise ValueError("transformers' LayoutLM (v1) has no spatial attention bias; a model with one has no LayoutLMModel twin.")
     hf_cfg = hf_layoutlm_config(model.cfg, **(dict(num_labels=model.classifier.out_features) if tagger else {}))
     if not tagger and model.bert.pooler is None: raise ValueError("transformers' LayoutLMModel always has a pooler; build ours with pooler=True.")
     hf = transformers.LayoutLMForTokenClassification(hf_cfg) if tagger else transformers.LayoutLMModel(hf_cfg)
@@ -387,6 +399,28 @@ def train_tagger(
             if f1 > best: best, best_state = f1, {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     return model.eval(), hist
+
+# %% ../nbs/09c_layoutlm.ipynb #efdc794a
+from .t5 import relative_position_bucket # lesson 08's buckets of a distance
+
+class SpatialBias(nn.Module):
+    "LayoutLMv2's spatial-aware attention: per head, a learned bias for the bucketed horizontal and vertical distance between two boxes."
+    def __init__(self, cfg:LayoutLMConfig): # the model's sizes: `n_heads`, `bias_buckets`, `bias_max_distance`
+        super().__init__()
+        if cfg.bias_y_edge not in ("top", "bottom"): raise ValueError(f"bias_y_edge={cfg.bias_y_edge!r}: the vertical distance is measured between 'top' or 'bottom' edges.")
+        self.n_buckets, self.max_distance, self.y_edge = cfg.bias_buckets, cfg.bias_max_distance, 1 if cfg.bias_y_edge == "top" else 3
+        self.x = nn.Embedding(cfg.bias_buckets, cfg.n_heads)  # one number per head for each bucket of x_key - x_query
+        self.y = nn.Embedding(cfg.bias_buckets, cfg.n_heads)
+        nn.init.zeros_(self.x.weight); nn.init.zeros_(self.y.weight)  # start as the model without the bias
+
+    def buckets(self, coord:Tensor) -> Tensor: # (B, T) one coordinate of every box
+        "(B, T, T) bucket of `coord[key] - coord[query]` for every pair of word pieces."
+        return relative_position_bucket(coord[:, None, :] - coord[:, :, None], True, self.n_buckets, self.max_distance)
+
+    def forward(self, bbox:Tensor) -> Tensor: # (B, T, 4) boxes (x0, y0, x1, y1) in 0-1000
+        "(B*h, T, T) bias to add to the attention scores of every block (the layout `MultiHeadAttention`'s `attn_mask` takes)."
+        b = self.x(self.buckets(bbox[..., 0])) + self.y(self.buckets(bbox[..., self.y_edge]))  # (B, T, T, h): left edges, top (or bottom) edges
+        return b.permute(0, 3, 1, 2).flatten(0, 1)  # (B*h, T, T)
 
 # %% ../nbs/09c_layoutlm.ipynb #36dc1c91
 FUNSD_LABELS = ("O", "B-HEADER", "I-HEADER", "B-QUESTION", "I-QUESTION", "B-ANSWER", "I-ANSWER") # FUNSD's entity kinds in BIO ('other' is O)

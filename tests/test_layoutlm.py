@@ -63,6 +63,41 @@ def test_wrong_mapping_fails():
         with torch.no_grad(), pytest.raises(AssertionError):
             assert_close(wrong(ids, bbox, mask).last_hidden_state[real], want, **TOL)
 
+@pytest.mark.parametrize("buckets,max_distance,heads", [(64, 256, 4), (32, 128, 2)])
+def test_spatial_bias_equals_layoutlmv3(buckets, max_distance, heads):
+    "The 2-D bias (bottom edges, as transformers measures) equals LayoutLMv3's `_cal_2d_pos_emb` on the same tables; x and y swapped must not."
+    from llmcourse.layoutlm import SpatialBias
+    torch.manual_seed(3)
+    v3 = transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(hidden_size=16 * heads, num_hidden_layers=1, num_attention_heads=heads,
+                                      intermediate_size=32, visual_embed=False, has_spatial_attention_bias=True,
+                                      rel_2d_pos_bins=buckets, max_rel_2d_pos=max_distance)).eval()
+    for t in (v3.encoder.rel_pos_x_bias, v3.encoder.rel_pos_y_bias): torch.nn.init.normal_(t.weight)
+    cfg = LayoutLMConfig.tiny(vocab_size=50, d_model=16 * heads, n_heads=heads, bias_buckets=buckets, bias_max_distance=max_distance, bias_y_edge="bottom")
+    ours, swapped = SpatialBias(cfg), SpatialBias(cfg)
+    with torch.no_grad():
+        ours.x.weight.copy_(v3.encoder.rel_pos_x_bias.weight.T); ours.y.weight.copy_(v3.encoder.rel_pos_y_bias.weight.T)
+        swapped.x.weight.copy_(ours.y.weight); swapped.y.weight.copy_(ours.x.weight)
+        _, bbox, _ = inputs(50, T=17)
+        want = v3.encoder._cal_2d_pos_emb(bbox)  # (B, h, T, T)
+        assert_close(ours(bbox).view(want.shape), want, atol=1e-6, rtol=0)
+        with pytest.raises(AssertionError): assert_close(swapped(bbox).view(want.shape), want, atol=1e-6, rtol=0)
+
+def test_spatial_bias_starts_at_zero_and_sees_only_differences():
+    torch.manual_seed(4)
+    ids, bbox, mask = inputs(120)
+    with_bias = LayoutLMTagger(LayoutLMConfig.tiny(vocab_size=120, spatial_bias=True), use_layout=False).eval()
+    plain = LayoutLMTagger(LayoutLMConfig.tiny(vocab_size=120), use_layout=False).eval()
+    missing, unexpected = plain.load_state_dict(with_bias.state_dict(), strict=False)
+    assert not missing and set(unexpected) == {"layoutlm.spatial.x.weight", "layoutlm.spatial.y.weight"}
+    with torch.no_grad():
+        assert_close(with_bias(ids, bbox, mask), plain(ids, bbox, mask))  # zero tables: the model without the bias
+        for t in (with_bias.layoutlm.spatial.x, with_bias.layoutlm.spatial.y): t.weight.normal_()
+        assert_close(with_bias(ids, bbox + torch.tensor([30, 60, 30, 60]), mask), with_bias(ids, bbox, mask))
+        assert not torch.allclose(with_bias(ids, bbox.flip(1), mask), with_bias(ids, bbox, mask))
+    with pytest.raises(ValueError, match="needs the boxes"): with_bias(ids, None, mask)
+    with pytest.raises(ValueError, match="no spatial attention bias"): layoutlm_to_hf(with_bias)
+    with pytest.raises(ValueError, match="top' or 'bottom"): LayoutLMTagger(LayoutLMConfig.tiny(spatial_bias=True, bias_y_edge="centre"))
+
 def test_pretrained_folder(tmp_path):
     torch.manual_seed(3)
     cfg = LayoutLMConfig.tiny(vocab_size=100)
