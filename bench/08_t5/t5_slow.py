@@ -3,6 +3,9 @@ validation exact match during training (the data the recipe was chosen on) and t
 
     python bench/08_t5/t5_slow.py --threads 1          (12,000 steps: about 30 CPU-minutes)
 
+With `--no-test` the run scores validation only and keeps the trained weights in LLMCOURSE_HOME; `--score-saved`
+later scores the test examples once with those weights (so a length can be chosen on validation before any test).
+
 Test: 1,000 fresh held-out inputs per generated task (seed 1, none among the validation inputs) and SST-2's labelled
 test split, each with a 95% bootstrap interval. The recipe's search is in bench/archive/08_t5/.
 """
@@ -20,11 +23,13 @@ p.add_argument("--eval-every", type=int, default=2000)
 p.add_argument("--rates", default="reverse=.2,sort=.15,add=.45,sst2=.2", help="mixing rates")
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--name", default="t5_slow", help="the JSON file and RESULTS.md section to write (another name keeps the lesson's record)")
+p.add_argument("--no-test", action="store_true", help="score validation only; keep the weights for --score-saved")
+p.add_argument("--score-saved", action="store_true", help="no training: score the test examples once with the weights a --no-test run of --name kept")
 a = p.parse_args()
 
 import torch
 torch.set_num_threads(a.threads)
-from llmcourse.core import default_device, seed_everything
+from llmcourse.core import cache_dir, default_device, seed_everything
 from llmcourse.bert import bootstrap_accuracy
 from llmcourse.t5 import (GENERATED_TASKS, T5Size, build_t5, exact_match_by_task, final_test_examples, generated_examples,
                           sst2_examples, train_t5, train_t5_tokenizer)
@@ -38,16 +43,27 @@ rates = {t: float(r) for t, r in (kv.split("=") for kv in a.rates.split(","))}
 valid = generated_examples(200, "heldout") + sst2_examples("dev", 200)
 seed_everything(0)
 model = build_t5(T5Size.tiny(), tok).to(device)
-t0, c0 = time.perf_counter(), time.process_time()
-hist = train_t5(model, tok, train_by_task, rates, valid, steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup,
-                eval_every=a.eval_every, verbose=True)
-wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-right = exact_match_by_task(model, tok, final_test_examples(valid), per_example=True)
-test = {t: dict(zip(("exact_match", "low", "high"), (round(x, 4) for x in bootstrap_accuracy(r))), n=len(r)) for t, r in right.items()}
-curve = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k == "step" or k.startswith("em_")}
-         for r in hist.rows if any(k.startswith("em_") for k in r)]
-res = dict(settings=vars(a), rates=rates, device=str(device), train_wall_seconds=round(wall, 1), train_cpu_seconds=round(cpu, 1),
-           final_loss=round(hist.last("loss"), 4), validation_curve=curve, test=test)
+SAVED = cache_dir("08_t5")/f"{a.name}.pt"
+if a.score_saved:  # the run's record stays as its --no-test run wrote it; only the test is added
+    import json
+    model.load_state_dict(torch.load(SAVED, map_location=device))
+    res = json.loads((Path(__file__).parent/f"{a.name}.json").read_text())["results"]
+    if res.get("test"): sys.exit(f"{a.name} has scored the test examples already; they are scored once.")
+    wall, cpu, curve = res["train_wall_seconds"], res["train_cpu_seconds"], res["validation_curve"]
+else:
+    t0, c0 = time.perf_counter(), time.process_time()
+    hist = train_t5(model, tok, train_by_task, rates, valid, steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup,
+                    eval_every=a.eval_every, verbose=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    curve = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k == "step" or k.startswith("em_")}
+             for r in hist.rows if any(k.startswith("em_") for k in r)]
+    res = dict(settings=vars(a), rates=rates, device=str(device), train_wall_seconds=round(wall, 1), train_cpu_seconds=round(cpu, 1),
+               final_loss=round(hist.last("loss"), 4), validation_curve=curve, test={})
+    if a.no_test: torch.save(model.state_dict(), SAVED)
+if not a.no_test:
+    right = exact_match_by_task(model, tok, final_test_examples(valid), per_example=True)
+    res["test"] = {t: dict(zip(("exact_match", "low", "high"), (round(x, 4) for x in bootstrap_accuracy(r))), n=len(r)) for t, r in right.items()}
+test = res["test"]
 print(res)
 COMMIT = harness.commit()  # before record() rewrites the tracked JSON, which would read as -dirty
 harness.record(__file__, a.name, res)
@@ -67,8 +83,8 @@ on these):
 |---|---|---|---|---|
 {vrows}
 
-Test, scored once (fresh held-out inputs, none among the validation inputs; SST-2's labelled test split):
+""" + (f"""Test, scored once (fresh held-out inputs, none among the validation inputs; SST-2's labelled test split):
 
 | task | examples | exact match | 95% bootstrap interval |
 |---|---|---|---|
-{rows}""")
+{rows}""" if test else "Test not scored (`--no-test`): the weights wait for a choice made on validation."))
