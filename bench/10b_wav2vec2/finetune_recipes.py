@@ -21,6 +21,7 @@ steps on the four training speakers), `test` (stopping step and decoding chosen 
     nice -n 10 python bench/10b_wav2vec2/finetune_recipes.py beam
     nice -n 10 python bench/10b_wav2vec2/finetune_recipes.py pretrain-final
     nice -n 10 python bench/10b_wav2vec2/finetune_recipes.py test
+    nice -n 10 python bench/10b_wav2vec2/finetune_recipes.py whisper   (lesson 10a's Whisper on the same clips, steps and test utterances)
 """
 import argparse, contextlib, json, sys, time
 from dataclasses import asdict, replace
@@ -182,6 +183,21 @@ def test():
                                                  pretrain_final=torch.load(CACHE/f"pretrained_final_{PRE.steps}.pt")["accuracy"], test=out))
     report()
 
+def whisper():
+    "Lesson 10a's digit Whisper (width 64) on all 500 labelled clips per speaker, with the CTC runs' steps, batch and warm-up; the test speakers once."
+    from llmcourse.whisper_digits import TRAIN_SPEAKERS, DigitRecipe, digit_eval_set, evaluate_digits, train_digit_model
+    recipe = DigitRecipe(d_model=64, steps=BASE.steps, batch_size=BASE.batch_size, warmup=BASE.warmup, max_clips=500)
+    cpu0 = time.process_time()
+    run = train_digit_model(recipe, TRAIN_SPEAKERS, seed=SEED, device="cpu")
+    cpu_s = time.process_time() - cpu0
+    mel, texts, _ = digit_eval_set(TEST_SPEAKERS, 200)
+    t0 = time.perf_counter(); _, hyps = evaluate_digits(run.last, mel, texts); dec_s = time.perf_counter() - t0
+    ci = wer_interval(texts, hyps)
+    log(f"whisper: {ci}")
+    harness.record(__file__, "recipe_whisper", dict(recipe=asdict(recipe), **ci._asdict(), train_seconds=run.seconds, cpu_seconds=cpu_s,
+                                                    decode_seconds=dec_s, parameters=count_parameters(run.last)))
+    report()
+
 def pct(x): return f"{x:.1%}"
 
 def report():
@@ -236,15 +252,28 @@ def report():
                          f"{pct(r['wer'])} ({pct(r['low'])} to {pct(r['high'])}) | {r['train_seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['pretrain_seconds']:.0f} |")
         lines += ["", "The test speakers were scored once before, by `pretraining.py` (300 pretraining and 300 fine-tuning steps; its section above): "
                   "that table and this one are the only two test scorings."]
+        wp = HERE/"recipe_whisper.json"
+        if wp.exists():
+            w = json.loads(wp.read_text())["results"]
+            ctc = {r["init"]: r for r in tr["test"] if r["budget"] == 500}
+            lines += ["", f"Against lesson 10a's digit Whisper (width 64), trained on the same 500 labelled clips per speaker with the same steps ({w['recipe']['steps']}), "
+                      "batch and warm-up, no pretraining, greedy decoding, its last step (no choice made on validation); the same 200 test utterances, "
+                      f"scored once (`python bench/10b_wav2vec2/finetune_recipes.py whisper`). Decoding s: wall-clock for the 200 utterances, one thread.", "",
+                      "| model | parameters | fine-tune s | decoding s | test WER (95% bootstrap interval) |", "| --- | --- | --- | --- | --- |",
+                      f"| 10a Whisper, width 64 | {w['parameters']:,} | {w['train_seconds']:.0f} | {w['decode_seconds']:.1f} | {pct(w['wer'])} ({pct(w['low'])} to {pct(w['high'])}) |"]
+            for init, r in sorted(ctc.items()):
+                lines.append(f"| wav2vec 2.0 + CTC, {init} | {r['parameters']:,} | {r['train_seconds']:.0f} | {r['decode_seconds']:.1f} | "
+                             f"{pct(r['wer'])} ({pct(r['low'])} to {pct(r['high'])}) |")
     harness.write_section(__file__, "finetune_recipes", "\n".join(lines))
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(); ap.add_argument("part"); ap.add_argument("recipe", nargs="?"); ap.add_argument("init", nargs="?")
     ap.add_argument("--budget", type=int, default=50); a = ap.parse_args()
     if a.part == "pretrain-fold": pretrain(digit_split(HELD_OUT).train, f"pretrained_{HELD_OUT}_{PRE.steps}")
+    elif a.part == "whisper": whisper()
     elif a.part == "pretrain-final": pretrain(digit_split().train, f"pretrained_final_{PRE.steps}")
     elif a.part == "run": run(a.recipe, a.init, a.budget)
     elif a.part == "beam": beam()
     elif a.part == "test": test()
     elif a.part == "report": report()
-    else: raise SystemExit(f"unknown part {a.part!r}: pretrain-fold, pretrain-final, run, beam, test or report")
+    else: raise SystemExit(f"unknown part {a.part!r}: pretrain-fold, pretrain-final, run, beam, test, whisper or report")
