@@ -259,10 +259,10 @@ def report():
             lines += ["", f"Against lesson 10a's digit Whisper (width 64), trained on the same 500 labelled clips per speaker with the same steps ({w['recipe']['steps']}), "
                       "batch and warm-up, no pretraining, greedy decoding, its last step (no choice made on validation); the same 200 test utterances, "
                       f"scored once (`python bench/10b_wav2vec2/finetune_recipes.py whisper`). Decoding s: wall-clock for the 200 utterances, one thread.", "",
-                      "| model | parameters | fine-tune s | decoding s | test WER (95% bootstrap interval) |", "| --- | --- | --- | --- | --- |",
-                      f"| 10a Whisper, width 64 | {w['parameters']:,} | {w['train_seconds']:.0f} | {w['decode_seconds']:.1f} | {pct(w['wer'])} ({pct(w['low'])} to {pct(w['high'])}) |"]
+                      "| model | parameters | fine-tune s | decoding | decoding s | test WER (95% bootstrap interval) |", "| --- | --- | --- | --- | --- | --- |",
+                      f"| 10a Whisper, width 64 | {w['parameters']:,} | {w['train_seconds']:.0f} | greedy | {w['decode_seconds']:.1f} | {pct(w['wer'])} ({pct(w['low'])} to {pct(w['high'])}) |"]
             for init, r in sorted(ctc.items()):
-                lines.append(f"| wav2vec 2.0 + CTC, {init} | {r['parameters']:,} | {r['train_seconds']:.0f} | {r['decode_seconds']:.1f} | "
+                lines.append(f"| wav2vec 2.0 + CTC, {init} | {r['parameters']:,} | {r['train_seconds']:.0f} | {'beam ' + str(r['beam']) if r['beam'] else 'greedy'} | {r['decode_seconds']:.1f} | "
                              f"{pct(r['wer'])} ({pct(r['low'])} to {pct(r['high'])}) |")
     harness.write_section(__file__, "finetune_recipes", "\n".join(lines))
 
