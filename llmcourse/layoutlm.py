@@ -300,11 +300,18 @@ def bootstrap_f1(
     n_boot:int=2000, # resamples
     seed:int=0, # the resampling is the same for the same seed
     level:float=0.95, # the interval's coverage
+    groups:Sequence|None=None, # a group per document (its template, say): resample whole groups instead of documents
 ) -> tuple[float, float, float]:
-    "(F1, low, high): the F1 of `counts` and a percentile bootstrap interval over documents."
+    "(F1, low, high): the F1 of `counts` and a percentile bootstrap interval over documents, or over `groups` of them."
+    counts = np.asarray(counts).reshape(-1, 3)
+    units = counts
+    if groups is not None:
+        if len(groups) != len(counts): raise ValueError(f"{len(groups)} groups for {len(counts)} documents; give one group per document.")
+        keys = list(dict.fromkeys(groups))  # in order of first appearance
+        units = np.stack([counts[[g == k for g in groups]].sum(0) for k in keys])  # (n_groups, 3): F1 is micro, so counts add
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(counts), (n_boot, len(counts)))
-    tp, fp, fn = (counts[idx][..., j].sum(1) for j in range(3))  # each (n_boot,)
+    idx = rng.integers(0, len(units), (n_boot, len(units)))
+    tp, fp, fn = (units[idx][..., j].sum(1) for j in range(3))  # each (n_boot,)
     boots = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     a = (1 - level) / 2
     return f1_from_counts(counts), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
