@@ -59,11 +59,15 @@ pytest:
 test: export LLMCOURSE_OFFLINE = 1
 test: setup check-sync pytest
 
-# the long runs: every slow cell (no 600 s limit per cell), every slow test, then bench/ results regenerated
+# the long runs: every slow cell (no 600 s limit per cell), every slow test, then bench/ results regenerated.
+# They take hours, so an interrupted run resumes: each lesson and test that passed is recorded under SLOW_BUILD with
+# the notebook, test and package code it passed with, and `make slow` again runs only what changed or had not passed
+# (`rm -rf _build/slow` starts afresh).
+SLOW_BUILD ?= _build/slow
 slow: export LLMCOURSE_OFFLINE = 1
 slow: setup
-	llmcourse run --slow --jobs $(NBDEV_WORKERS) --cell-timeout 14400
-	$(PYTHON) -m pytest -q -p no:cacheprovider -m slow --timeout 14400
+	llmcourse run --slow --resume --build $(SLOW_BUILD) --jobs $(NBDEV_WORKERS) --cell-timeout 14400
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m slow --timeout 14400 --resume-file $(SLOW_BUILD)/slow-tests.json
 	$(PYTHON) bench/collect_results.py
 
 docs:

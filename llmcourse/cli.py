@@ -6,7 +6,7 @@ Docs: https://llmcourse.github.io/llmcourse/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #aee5a830
 from __future__ import annotations
-import argparse, json, os, platform, re, shutil, subprocess, sys, time
+import argparse, hashlib, json, os, platform, re, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ __all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END
            'lesson_arc', 'arc_mermaid', 'index_markdown', 'sidebar_yaml', 'install_time_markdown', 'sync_docs',
            'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell', 'lint_lesson', 'SecondModules',
            'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines', 'doctor', 'lesson_notebooks',
-           'run_lessons', 'main']
+           'package_fingerprint', 'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
 from .core import course_mode, default_device, llmcourse_home
@@ -478,6 +478,22 @@ def _execute_notebook(src:str, dest:str, skip_flags:str, cell_timeout:int) -> in
     ok, _ = test_nb(dest, skip_flags=skip_flags.split(), save=True, do_print=False, cell_timeout=cell_timeout)
     return 0 if ok else 1
 
+def package_fingerprint(
+    pattern:str="*", # which of the package's files: every one, or e.g. "*.py" for the code alone
+) -> str:
+    "sha256 over the files of the installed `llmcourse` package that match `pattern`: what a run depended on."
+    import llmcourse
+    pkg, h = Path(llmcourse.__file__).parent, hashlib.sha256()
+    for f in sorted(p for p in pkg.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts):
+        h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+def _passed_before(stamp:Path, key:dict) -> dict|None:
+    "The record in `stamp` if it was written by a passed run with exactly `key` (notebook, package code, flags, mode), else None."
+    try: before = json.loads(stamp.read_text())
+    except (FileNotFoundError, ValueError): return None
+    return before if isinstance(before, dict) and all(before.get(k) == v for k, v in key.items()) else None
+
 def _has_slow_cells(nb:Path) -> bool:
     "Whether notebook `nb` has a code cell flagged `slow`."
     from llmcourse.core import _cell_flags
@@ -500,6 +516,7 @@ def run_lessons(
     nbs:str|Path|None=None, # the folder of the notebooks; default: nbs/ of the checkout around the working folder
     jobs:int=1, # lessons run side by side, each in its own process
     cell_timeout:int=600, # seconds a cell may take
+    resume:bool=False, # skip a lesson whose last run into `build` passed with the same notebook, package code and flags
     print_fn=print,
 ) -> tuple[int, list[tuple[str, str, float]]]:
     "Execute lessons, each in a child process whose working folder holds nothing but the notebook; print a timing table."
@@ -511,26 +528,38 @@ def run_lessons(
     if not full: env.setdefault("HF_HUB_OFFLINE", "1"); env.setdefault("TRANSFORMERS_OFFLINE", "1")
     skip = " ".join(f for f in ("slow", "net", "gpu", "full") if not (f == "slow" and slow) and not (full and f in ("net", "full")))
     done = {p.stem: threading.Event() for p in todo}
+    code = package_fingerprint()
     def one(nb:Path) -> tuple[str, str, float]:
         for need in next((l.needs for l in COURSE if l.stem == nb.stem), ()):
             if need in done: done[need].wait()
         folder = build/nb.stem; folder.mkdir(parents=True, exist_ok=True) # a folder of its own: nothing else in it
+        stamp, key = folder/"passed.json", dict(notebook=hashlib.sha256(nb.read_bytes()).hexdigest(), code=code, skip=skip, mode=env["LLMCOURSE_MODE"])
+        if resume and (before := _passed_before(stamp, key)):
+            print_fn(f"{nb.stem}: passed at {before['finished']} with this notebook, code and flags; not run again"); sys.stdout.flush()
+            done[nb.stem].set()
+            return nb.stem, "ok*", before["seconds"]
+        stamp.unlink(missing_ok=True)
         print_fn(f"running {nb.stem} ..."); sys.stdout.flush()
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-c", "import sys; from llmcourse.cli import _execute_notebook as e; "
                             "sys.exit(e(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))",
                             str(nb), str(folder/nb.name), skip, str(cell_timeout)], env=env, cwd=folder)
+        secs = time.perf_counter() - t
+        if r.returncode == 0:
+            finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            stamp.write_text(json.dumps(dict(key, seconds=round(secs, 1), finished=finished), indent=1))
         done[nb.stem].set()
-        return nb.stem, "ok" if r.returncode == 0 else "FAILED", time.perf_counter() - t
+        return nb.stem, "ok" if r.returncode == 0 else "FAILED", secs
     with cf.ThreadPoolExecutor(max(1, jobs)) as pool: results = {r[0]: r for r in pool.map(one, _order(todo, slow))}
     rows = [results[p.stem] for p in todo]
     width = max([len(r[0]) for r in rows] + [6])
     print_fn(f"\n{'lesson':{width}}  {'status':6}  {'seconds':>8}")
     for stem, status, secs in rows: print_fn(f"{stem:{width}}  {status:6}  {secs:8.1f}")
     print_fn(f"{'total':{width}}  {'':6}  {sum(r[2] for r in rows):8.1f}")
+    if any(r[1] == "ok*" for r in rows): print_fn("ok*: passed in an earlier run with the same notebook, code and flags (--resume); seconds of that run")
     print_fn(f"executed notebooks: {build}")
     (build/"timings.json").write_text(json.dumps([dict(lesson=s, status=st, seconds=round(t, 1)) for s, st, t in rows], indent=1))
-    return int(any(r[1] != "ok" for r in rows)), rows
+    return int(any(r[1] not in ("ok", "ok*") for r in rows)), rows
 
 # %% ../nbs/90_cli.ipynb #c4c1a544
 def _parser() -> argparse.ArgumentParser:
@@ -554,6 +583,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--nbs", default=None, help="folder of the course's notebooks (default: nbs/ of this checkout)")
     r.add_argument("--jobs", type=int, default=1, help="lessons run side by side (default 1)")
     r.add_argument("--cell-timeout", type=int, default=600, help="seconds a cell may take (default 600)")
+    r.add_argument("--resume", action="store_true",
+                   help="skip lessons whose last run into the same --build folder passed with the same notebook, code and flags")
     s = sub.add_parser("serve", help="lesson 14's OpenAI-compatible server", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)
     doc = sub.add_parser("docs", help="rewrite the course map in README.md, nbs/index.ipynb and nbs/sidebar.yml")
@@ -578,7 +609,7 @@ def main(argv:list[str]|None=None) -> int:
             return int(bool(problems))
         if a.cmd == "doctor": return doctor()
         if a.cmd == "run": return run_lessons(a.lessons, full=a.full, slow=a.slow, build=a.build, nbs=a.nbs, jobs=a.jobs,
-                                              cell_timeout=a.cell_timeout)[0]
+                                              cell_timeout=a.cell_timeout, resume=a.resume)[0]
         if a.cmd == "docs":
             changed = sync_docs(write=not a.check)
             print(("out of date: " if a.check else "rewrote: ") + ", ".join(changed) if changed else "docs are in step")

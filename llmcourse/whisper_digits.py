@@ -6,7 +6,7 @@ Docs: https://llmcourse.github.io/llmcourse/whisper_digits.html.md"""
 
 # %% ../nbs/10a_whisper_digits.ipynb #371b5480
 from __future__ import annotations
-import functools, itertools, math, os, time
+import functools, itertools, json, math, os, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
@@ -24,9 +24,10 @@ from .whisper import (DIGIT_WORDS, N_FFT, SAMPLE_RATE, DigitTokenizer, Whisper, 
 __all__ = ['TRAIN_SPEAKERS', 'TEST_SPEAKERS', 'VALIDATION_SPEAKERS', 'EVAL_SEED', 'STRETCH_SETS', 'DigitSplit', 'digit_split',
            'digit_folds', 'spec_augment', 'warp_mel', 'normalize_peak', 'DigitUtterances', 'digit_utterances',
            'digit_eval_set', 'WERInterval', 'wer_interval', 'transcribe_batch', 'evaluate_digits', 'DigitRecipe',
-           'train_digits', 'DigitRun', 'train_digit_model', 'save_digit_model', 'load_digit_model', 'WhisperEnsemble',
-           'ensemble_transcribe', 'speaker_spectrum', 'equalizer_gains', 'DigitDecoding', 'decode_digit_set',
-           'validate_decodings', 'choose_decoding', 'DigitScore', 'score_digit_models']
+           'train_digits', 'DigitRun', 'train_digit_model', 'save_digit_model', 'load_digit_model', 'SavedDigitModel',
+           'train_saved_digit_models', 'WhisperEnsemble', 'ensemble_transcribe', 'speaker_spectrum', 'equalizer_gains',
+           'DigitDecoding', 'decode_digit_set', 'validate_decodings', 'choose_decoding', 'DigitScore',
+           'score_digit_models']
 
 # %% ../nbs/10a_whisper_digits.ipynb #a9d689ca
 TRAIN_SPEAKERS = ("george", "lucas", "nicolas", "yweweler")  # the FSDD speakers the digit models learn from
@@ -426,6 +427,45 @@ def load_digit_model(
     if wrong: raise ValueError(f"{path}: the weights do not fit the model its config describes: {'; '.join(wrong[:3])}" + (" ..." if len(wrong) > 3 else ""))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
+
+# %% ../nbs/10a_whisper_digits.ipynb #ee226951
+class SavedDigitModel(NamedTuple):
+    "A model `train_saved_digit_models` wrote or found written: its file, training seconds, final loss, whether it was kept."
+    path:Path # the weights, for `load_digit_model`; the loss history is beside it with the suffix .json
+    seconds:float # how long its training took
+    final_loss:float # mean training loss over the last 100 steps
+    kept:bool # True when an earlier run had trained it with the same recipe, seed, speakers, weights and code
+
+def train_saved_digit_models(
+    recipe:DigitRecipe, # how to build and train each model
+    seeds:Sequence[int], # one model per seed
+    weights:str, # the weights kept: "last" or "averaged"
+    folder:str|Path, # where `digits_s{seed}.pt`, its loss history (`.json`) and its record (`.run.json`) go
+    speakers:Sequence[str]=TRAIN_SPEAKERS, # who the models learn from
+    device:torch.device|str|None=None, # where to train; default `core.default_device()`
+) -> list[SavedDigitModel]:
+    "Train and save one model per seed, each as soon as it is done, keeping those an earlier run made the same way."
+    from llmcourse.cli import package_fingerprint
+    if weights not in ("last", "averaged"): raise ValueError(f"weights is 'last' or 'averaged', not {weights!r}")
+    folder, code, out = Path(folder), package_fingerprint("*.py"), []
+    for seed in seeds:
+        path = folder/f"digits_s{seed}.pt"; record = path.with_suffix(".run.json")
+        want = json.loads(json.dumps(dict(recipe=asdict(recipe), speakers=list(speakers), seed=int(seed), weights=weights, code=code)))
+        try: before = json.loads(record.read_text())
+        except (FileNotFoundError, ValueError): before = None
+        if isinstance(before, dict) and all(before.get(k) == v for k, v in want.items()) and path.is_file():
+            out.append(SavedDigitModel(path, before["seconds"], before["final_loss"], True)); continue
+        record.unlink(missing_ok=True)  # until the new record is written, nothing here claims this seed is done
+        run = train_digit_model(recipe, speakers, seed, device=device)
+        save_digit_model(run.weights(weights), path)
+        run.history.save(path.with_suffix(".json"))
+        loss = float(np.mean(run.history.series("loss")[1][-100:]))
+        partial = record.with_name(record.name + f".{os.getpid()}.partial")
+        seconds = round(run.seconds, 1)
+        partial.write_text(json.dumps(dict(want, seconds=seconds, final_loss=loss), indent=1))
+        os.replace(partial, record)  # the record last: it says the weights and the history beside it are whole
+        out.append(SavedDigitModel(path, seconds, loss, False))
+    return out
 
 # %% ../nbs/10a_whisper_digits.ipynb #64291422
 class WhisperEnsemble:

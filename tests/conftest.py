@@ -2,6 +2,8 @@
 import os, threading, http.server, functools, socket
 from pathlib import Path
 import pytest
+from resume_plugin import (pytest_addoption, pytest_configure, pytest_collection_modifyitems,  # --resume-file, for make slow
+                           pytest_runtest_logreport, pytest_sessionfinish, pytest_terminal_summary)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -66,6 +66,31 @@ def test_run_reports_a_failing_lesson(tmp_path, monkeypatch):
     r = run("run", "--build", str(tmp_path/"b"), cwd=tmp_path/"repo")
     assert r.returncode == 1 and "FAILED" in r.stdout
 
+def test_run_resume_skips_only_lessons_that_passed_with_the_same_notebook(tmp_path):
+    "--resume keeps a passed lesson's run; a failed lesson, an edited notebook or a run without --resume executes again."
+    nbs, counter = tmp_path/"repo"/"nbs", tmp_path/"count"
+    nbs.mkdir(parents=True)
+    (tmp_path/"repo"/"pyproject.toml").write_text((ROOT/"pyproject.toml").read_text())
+    def lesson(stem, code):
+        cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "id": "a1", "source": [code]}
+        (nbs/f"{stem}.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    count = f"open({str(counter)!r}, 'a').write('x')"
+    lesson("00_counts", count)
+    lesson("01_broken", "raise RuntimeError('lesson broke')")
+    go = lambda *extra: run("run", "--build", str(tmp_path/"b"), *extra, cwd=tmp_path/"repo")
+    r = go("--resume")
+    assert r.returncode == 1 and counter.read_text() == "x" and (tmp_path/"b"/"00_counts"/"passed.json").exists()
+    assert not (tmp_path/"b"/"01_broken"/"passed.json").exists()
+    r = go("--resume")  # the passed lesson is kept, the broken one runs (and fails) again
+    assert r.returncode == 1 and counter.read_text() == "x", r.stdout
+    assert "00_counts: passed at" in r.stdout and "ok*" in r.stdout and "running 01_broken" in r.stdout
+    lesson("01_broken", "1 + 1")
+    r = go("--resume")
+    assert r.returncode == 0 and counter.read_text() == "x", r.stdout + r.stderr
+    lesson("00_counts", count + "  # edited")
+    assert go("--resume").returncode == 0 and counter.read_text() == "xx"  # an edited notebook runs again
+    assert go().returncode == 0 and counter.read_text() == "xxx"  # and without --resume everything runs
+
 def test_run_unknown_lesson():
     r = run("run", "77")
     assert r.returncode == 2 and "No lesson '77'" in r.stderr
