@@ -17,10 +17,10 @@ __all__ = ['REPOSITORY', 'COURSE', 'ARC_START', 'ARC_END', 'MAP_START', 'MAP_END
            'lesson_arc', 'arc_mermaid', 'index_markdown', 'sidebar_yaml', 'install_time_markdown', 'sync_docs',
            'install_commands', 'setup_cell', 'solution_cell', 'is_solution_cell', 'lint_lesson', 'SecondModules',
            'data_list', 'data_verify', 'requirements_by_extra', 'doctor_lines', 'doctor', 'lesson_notebooks',
-           'package_fingerprint', 'run_lessons', 'main']
+           'run_lessons', 'main']
 
 # %% ../nbs/90_cli.ipynb #3bf34e68
-from .core import course_mode, default_device, llmcourse_home
+from .core import course_mode, default_device, llmcourse_home, package_fingerprint
 from . import data as lcdata
 
 # %% ../nbs/90_cli.ipynb #a41263ee
@@ -477,16 +477,6 @@ def _execute_notebook(src:str, dest:str, skip_flags:str, cell_timeout:int) -> in
     shutil.copyfile(src, dest)
     ok, _ = test_nb(dest, skip_flags=skip_flags.split(), save=True, do_print=False, cell_timeout=cell_timeout)
     return 0 if ok else 1
-
-def package_fingerprint(
-    pattern:str="*", # which of the package's files: every one, or e.g. "*.py" for the code alone
-) -> str:
-    "sha256 over the files of the installed `llmcourse` package that match `pattern`: what a run depended on."
-    import llmcourse
-    pkg, h = Path(llmcourse.__file__).parent, hashlib.sha256()
-    for f in sorted(p for p in pkg.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts):
-        h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
 
 def _passed_before(stamp:Path, key:dict) -> dict|None:
     "The record in `stamp` if it was written by a passed run with exactly `key` (notebook, package code, flags, mode), else None."

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 # %% auto #0
 __all__ = ['MODES', 'SKIP_FLAGS', 'default_device', 'seed_everything', 'course_mode', 'is_quick', 'is_full', 'quick_or_full',
            'flags_skipped', 'skip_flagged_cells', 'llmcourse_home', 'cache_dir', 'save_run', 'asset_path',
-           'progress_bar', 'History', 'lr_multiplier', 'warmup_scheduler', 'Exercise']
+           'package_fingerprint', 'progress_bar', 'History', 'lr_multiplier', 'warmup_scheduler', 'Exercise']
 
 # %% ../nbs/00_core.ipynb #c8619af8
 import numpy as np
@@ -147,6 +147,18 @@ def asset_path(
                                 f"{sorted(q.name for q in p.parent.glob('*')) if p.parent.exists() else 'nothing'}). "
                                 "Reinstall the package: pip install --force-reinstall llmcourse")
     return p
+
+# %% ../nbs/00_core.ipynb #2a0c0157
+def package_fingerprint(
+    pattern:str="*", # which of the package's files: every one, or e.g. "*.py" for the code alone
+) -> str:
+    "sha256 over the files of the installed `llmcourse` package that match `pattern`: what a run depended on."
+    import hashlib
+    from importlib.resources import files
+    pkg, h = Path(str(files("llmcourse"))), hashlib.sha256()
+    for f in sorted(p for p in pkg.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts):
+        h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #a710b715
 def progress_bar(

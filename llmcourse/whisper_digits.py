@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from .core import History, default_device, seed_everything, warmup_scheduler
+from .core import History, default_device, package_fingerprint, seed_everything, warmup_scheduler
 from .data import load_audio, load_fsdd
 from .whisper import (DIGIT_WORDS, N_FFT, SAMPLE_RATE, DigitTokenizer, Whisper, WhisperModelConfig, edit_distance,
                                log_mel_spectrogram, pad_or_trim, whisper_greedy_decode, word_error_rate)
@@ -445,7 +445,6 @@ def train_saved_digit_models(
     device:torch.device|str|None=None, # where to train; default `core.default_device()`
 ) -> list[SavedDigitModel]:
     "Train and save one model per seed, each as soon as it is done, keeping those an earlier run made the same way."
-    from llmcourse.cli import package_fingerprint
     if weights not in ("last", "averaged"): raise ValueError(f"weights is 'last' or 'averaged', not {weights!r}")
     folder, code, out = Path(folder), package_fingerprint("*.py"), []
     for seed in seeds:

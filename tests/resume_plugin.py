@@ -1,7 +1,7 @@
 """`--resume-file FILE`: pick up an interrupted run of long tests (`make slow`) where it stopped.
 
 Each test that passes is recorded in FILE with what it depended on: the sha256 of its test module and of the
-conftest beside it, and `cli.package_fingerprint()` (every file of the installed package). On the next run with the
+conftest beside it, and `core.package_fingerprint()` (every file of the installed package). On the next run with the
 same FILE, a test whose record matches all three is deselected and listed in the summary as passed before; change
 the test, its conftest or any file of the package and it runs again. A failed or unfinished test is never recorded."""
 import hashlib, json, os, time
@@ -23,7 +23,7 @@ def _key(item, code:str) -> dict:
 def pytest_configure(config):
     f = config.getoption("resume_file")
     if not f: return
-    from llmcourse.cli import package_fingerprint
+    from llmcourse.core import package_fingerprint
     path = Path(f)
     try: record = json.loads(path.read_text())
     except FileNotFoundError: record = {}
