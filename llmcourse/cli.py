@@ -514,7 +514,7 @@ def run_lessons(
     nbs = Path(nbs).resolve() if nbs else repo_root()/"nbs"
     todo = lesson_notebooks(nbs, names)
     build = Path(build).resolve() if build else (nbs.parent/"_build"/"course")
-    env = {**os.environ, "LLMCOURSE_MODE": "full" if full else "quick"}
+    env = {**os.environ, "LLMCOURSE_MODE": "full" if full else "quick", "LLMCOURSE_SLOW": "1" if slow else "0"}  # so `flags_skipped()` says what runs
     if not full: env.setdefault("HF_HUB_OFFLINE", "1"); env.setdefault("TRANSFORMERS_OFFLINE", "1")
     skip = " ".join(f for f in ("slow", "net", "gpu", "full") if not (f == "slow" and slow) and not (full and f in ("net", "full")))
     done = {p.stem: threading.Event() for p in todo}

@@ -91,6 +91,18 @@ def test_run_resume_skips_only_lessons_that_passed_with_the_same_notebook(tmp_pa
     assert go("--resume").returncode == 0 and counter.read_text() == "xx"  # an edited notebook runs again
     assert go().returncode == 0 and counter.read_text() == "xxx"  # and without --resume everything runs
 
+def test_run_tells_the_lesson_whether_slow_cells_run(tmp_path):
+    "`flags_skipped()` inside a lesson agrees with the runner: a cell after a slow one can tell whether it ran."
+    nbs = tmp_path/"repo"/"nbs"; nbs.mkdir(parents=True)
+    (tmp_path/"repo"/"pyproject.toml").write_text((ROOT/"pyproject.toml").read_text())
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "id": f"a{i}", "source": [s]} for i, s in
+             enumerate(["ran = False", "#| slow\nran = True",
+                        "from llmcourse.core import flags_skipped\nassert ('slow' not in flags_skipped()) == ran, (flags_skipped(), ran)"])]
+    (nbs/"00_flags.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    for extra, env in (((), {}), (("--slow",), {}), ((), {"LLMCOURSE_SLOW": "1"}), (("--slow",), {"LLMCOURSE_SLOW": "0"})):
+        r = run("run", "--build", str(tmp_path/"b"), *extra, cwd=tmp_path/"repo", env=env)
+        assert r.returncode == 0, (extra, env, r.stdout + r.stderr)
+
 def test_run_unknown_lesson():
     r = run("run", "77")
     assert r.returncode == 2 and "No lesson '77'" in r.stderr
